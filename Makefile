@@ -1,0 +1,37 @@
+# wasmserve: `make demo` runs the main job, `make test` the whole test suite.
+# Each installs what it needs first (idempotent, cached outside the clone).
+
+ASSETS ?= ../shared/assets
+export WASMSERVE_ASSETS := $(abspath $(ASSETS))
+CARGO ?= cargo
+
+.PHONY: all deps build demo test lint fmt clean
+
+all: build
+
+# libtorch 2.11.0 from the PyPI wheels (cached in ~/.cache/wasmserve) and the wasm target.
+deps:
+	@ln -sfn "$$(./scripts/install-libtorch.sh)" .libtorch
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+build: deps
+	$(CARGO) build --release
+
+# Archive MobileNetV2 with the built-in image_classifier, serve it, classify the kitten.
+demo: build
+	./scripts/demo.sh
+
+test: build
+	$(CARGO) test --release --workspace --exclude image_classifier --exclude mnist_handler
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check
+
+lint: deps
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --target wasm32-wasip2 -p image_classifier -p mnist_handler -p wasmserve-handler -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,180 @@
+//! # wasmserve-handler: the Rust SDK for wasmserve request handlers
+//!
+//! A wasmserve handler is a WebAssembly component that turns one HTTP request into the
+//! model's input tensors ([`Handler::preprocess`]) and the model's output tensors back
+//! into one HTTP response ([`Handler::postprocess`]). The server runs the TorchScript
+//! model natively in between, batching requests when the model is configured to.
+//!
+//! This crate is what a handler depends on instead of calling `wit-bindgen` by hand. It
+//! owns the bindings to the `wasmserve:handler` WIT world (`wit/handler.wit`) and adds:
+//!
+//! - typed tensors: [`Tensor::from_slice`], [`Tensor::to_vec`], with dtype and shape checks;
+//! - request helpers for TorchServe's input conventions: [`Request::input`];
+//! - responses and errors: [`Response::json`], [`Error::bad_request`];
+//! - logging and custom metrics through the host: [`log`], [`metric`];
+//! - the archive's extra files: [`model_file`];
+//! - image transforms as torchvision does them ([`vision`], feature `vision`, default on);
+//! - output helpers: [`output::softmax`], [`output::top_k`], [`output::LabelMap`].
+//!
+//! ## A complete handler
+//!
+//! ```no_run
+//! use wasmserve_handler::{Context, Error, Handler, Request, Response, Tensor};
+//!
+//! /// Sends the request body to the model as a uint8 tensor `[1, len]` and answers with
+//! /// the model's first output as JSON.
+//! struct Bytes;
+//!
+//! impl Handler for Bytes {
+//!     fn init(_ctx: &Context) -> Result<Self, String> {
+//!         Ok(Bytes)
+//!     }
+//!
+//!     fn preprocess(&self, req: &Request) -> Result<Vec<Tensor>, Error> {
+//!         let body = req.input()?;
+//!         Ok(vec![Tensor::from_slice(&[1, body.len() as u64], body)?])
+//!     }
+//!
+//!     fn postprocess(&self, _req: &Request, outputs: Vec<Tensor>) -> Result<Response, Error> {
+//!         let first = outputs.first().ok_or_else(|| Error::internal("model returned nothing"))?;
+//!         let values: Vec<f32> = first.to_vec()?;
+//!         Response::json(&values)
+//!     }
+//! }
+//!
+//! wasmserve_handler::export_handler!(Bytes);
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release` (crate type `cdylib`):
+//! the `.wasm` file is a component that `wasmserve archive --handler` accepts.
+//!
+//! ## The sandbox
+//!
+//! A handler sees the archive's files, read-only, under `/model`, and nothing else: no
+//! network, no environment variables, no other files. Its memory and the time of each
+//! call are bounded by the server; a panic fails the current request only.
+
+pub mod output;
+mod request;
+pub mod tensor;
+#[cfg(feature = "vision")]
+pub mod vision;
+
+/// The generated bindings to the `wasmserve:handler` world. Handlers normally use the
+/// re-exports at the crate root and [`export_handler!`] instead.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "handler",
+        path: "../../wit",
+        pub_export_macro: true,
+        default_bindings_module: "wasmserve_handler::bindings",
+        generate_all,
+    });
+}
+
+pub use bindings::wasmserve::handler::host::Level;
+pub use bindings::wasmserve::handler::types::{
+    Context, Dtype, Error, Part, Request, Response, Tensor,
+};
+pub use request::decode_base64;
+pub use tensor::{Element, dtype_size};
+
+/// A request handler: the code between an HTTP request and the model.
+///
+/// One value of the implementing type is made per handler instance by [`Handler::init`];
+/// the server makes one instance per worker, so a handler never sees two calls at once.
+pub trait Handler: Sized + 'static {
+    /// Called once, before the first request, with the model's name, version, manifest
+    /// and the handler's own keys from `model-config.yaml`. An error fails the model's load.
+    fn init(ctx: &Context) -> Result<Self, String>;
+
+    /// Turns one request into the model's inputs, each with a leading batch dimension of
+    /// 1. An error fails this request alone, with its status.
+    fn preprocess(&self, req: &Request) -> Result<Vec<Tensor>, Error>;
+
+    /// Turns this request's slice of the model's outputs into the response.
+    fn postprocess(&self, req: &Request, outputs: Vec<Tensor>) -> Result<Response, Error>;
+}
+
+/// Exports a [`Handler`] implementation as the component's `handler` world.
+///
+/// ```ignore
+/// wasmserve_handler::export_handler!(MyHandler);
+/// ```
+#[macro_export]
+macro_rules! export_handler {
+    ($handler:ty) => {
+        const _: () = {
+            struct WasmserveExport;
+
+            ::std::thread_local! {
+                static STATE: ::std::cell::OnceCell<$handler> = const { ::std::cell::OnceCell::new() };
+            }
+
+            fn with_handler<R>(
+                f: impl FnOnce(&$handler) -> Result<R, $crate::Error>,
+            ) -> Result<R, $crate::Error> {
+                STATE.with(|state| match state.get() {
+                    Some(handler) => f(handler),
+                    None => Err($crate::Error::internal("handler called before init")),
+                })
+            }
+
+            impl $crate::bindings::Guest for WasmserveExport {
+                fn init(ctx: $crate::Context) -> Result<(), String> {
+                    let handler = <$handler as $crate::Handler>::init(&ctx)?;
+                    STATE.with(|state| {
+                        state.set(handler).map_err(|_| "init called twice".to_string())
+                    })
+                }
+
+                fn preprocess(req: $crate::Request) -> Result<Vec<$crate::Tensor>, $crate::Error> {
+                    with_handler(|h| $crate::Handler::preprocess(h, &req))
+                }
+
+                fn postprocess(
+                    req: $crate::Request,
+                    outputs: Vec<$crate::Tensor>,
+                ) -> Result<$crate::Response, $crate::Error> {
+                    with_handler(|h| $crate::Handler::postprocess(h, &req, outputs))
+                }
+            }
+
+            $crate::bindings::export!(WasmserveExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+/// Writes a line to the model log (tagged by the host with the model and request id).
+pub fn log(level: Level, message: &str) {
+    bindings::wasmserve::handler::host::log(level, message);
+}
+
+/// Records a custom metric; the host adds the model's name and version as labels.
+pub fn metric(name: &str, value: f64, unit: &str, labels: &[(&str, &str)]) {
+    let labels: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    bindings::wasmserve::handler::host::metric(name, value, unit, &labels);
+}
+
+/// Reads a file the archive carries (an `--extra-files` entry, `model-config.yaml`, …).
+/// Returns `None` when the archive has no such file.
+pub fn model_file(name: &str) -> Option<Vec<u8>> {
+    if name.contains("..") {
+        return None;
+    }
+    std::fs::read(std::path::Path::new("/model").join(name.trim_start_matches('/'))).ok()
+}
+
+impl Context {
+    /// A handler key from `model-config.yaml` (the keys the server does not use itself).
+    pub fn config_value(&self, key: &str) -> Option<serde_json::Value> {
+        match serde_json::from_str::<serde_json::Value>(&self.config) {
+            Ok(serde_json::Value::Object(mut map)) => map.remove(key),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Image input as torchvision prepares it: decode (JPEG, PNG), resize the shorter side
+//! with PIL's antialiased bilinear filter, centre-crop, scale to [0, 1], normalise, and
+//! lay out as a CHW float32 tensor.
+//!
+//! Sizes and offsets follow torchvision exactly: the longer side becomes
+//! `int(size * long / short)` (truncated) and the crop offset `round((dim - crop) / 2)`
+//! (Python's round, ties to even), so the tensors match PyTorch's to within the
+//! differences between JPEG decoders.
+
+use fast_image_resize::images::{Image as FirImage, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+use crate::{Error, Tensor};
+
+/// ImageNet's per-channel mean, used by torchvision's pretrained classifiers.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel standard deviation.
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// An 8-bit image, `channels` interleaved values per pixel, row-major.
+#[derive(Clone, Debug)]
+pub struct Image {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// 1 (grey) or 3 (RGB).
+    pub channels: u32,
+    /// `width * height * channels` bytes.
+    pub pixels: Vec<u8>,
+}
+
+/// Decodes a JPEG or PNG (any colour type) into 8-bit RGB. Fails with 400 when `bytes`
+/// is not an image in a supported format.
+pub fn decode_rgb(bytes: &[u8]) -> Result<Image, Error> {
+    let img = decode(bytes)?.into_rgb8();
+    Ok(Image {
+        width: img.width(),
+        height: img.height(),
+        channels: 3,
+        pixels: img.into_raw(),
+    })
+}
+
+/// Decodes a JPEG or PNG into 8-bit greyscale (ITU-R 601 luma, as PIL's `convert("L")`).
+pub fn decode_luma(bytes: &[u8]) -> Result<Image, Error> {
+    let img = decode(bytes)?.into_luma8();
+    Ok(Image {
+        width: img.width(),
+        height: img.height(),
+        channels: 1,
+        pixels: img.into_raw(),
+    })
+}
+
+fn decode(bytes: &[u8]) -> Result<image::DynamicImage, Error> {
+    let format = image::guess_format(bytes).map_err(|_| {
+        Error::bad_request("the input is not an image: expected a JPEG or PNG file")
+    })?;
+    image::load_from_memory_with_format(bytes, format)
+        .map_err(|e| Error::bad_request(format!("cannot decode the {format:?} image: {e}")))
+}
+
+impl Image {
+    /// Resizes so that the shorter side is `size` (torchvision's `Resize(size)`), with
+    /// PIL's antialiased bilinear filter.
+    pub fn resize_shorter_side(&self, size: u32) -> Result<Image, Error> {
+        let (w, h) = (self.width, self.height);
+        let (nw, nh) = if w <= h {
+            (size, (size as u64 * h as u64 / w as u64) as u32)
+        } else {
+            ((size as u64 * w as u64 / h as u64) as u32, size)
+        };
+        self.resize(nw, nh)
+    }
+
+    /// Resizes to exactly `width` × `height` with PIL's antialiased bilinear filter.
+    pub fn resize(&self, width: u32, height: u32) -> Result<Image, Error> {
+        if self.width == 0 || self.height == 0 || width == 0 || height == 0 {
+            return Err(Error::bad_request("cannot resize an empty image"));
+        }
+        if (width, height) == (self.width, self.height) {
+            return Ok(self.clone());
+        }
+        let pixel_type = match self.channels {
+            1 => PixelType::U8,
+            3 => PixelType::U8x3,
+            n => return Err(Error::internal(format!("unsupported channel count {n}"))),
+        };
+        let src = ImageRef::new(self.width, self.height, &self.pixels, pixel_type)
+            .map_err(|e| Error::internal(format!("resize: {e}")))?;
+        let mut dst = FirImage::new(width, height, pixel_type);
+        Resizer::new()
+            .resize(
+                &src,
+                &mut dst,
+                &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
+            )
+            .map_err(|e| Error::internal(format!("resize: {e}")))?;
+        Ok(Image {
+            width,
+            height,
+            channels: self.channels,
+            pixels: dst.into_vec(),
+        })
+    }
+
+    /// The `width` × `height` window at the centre (torchvision's `CenterCrop`), as the
+    /// pixel offsets `(left, top)`. Fails when the image is smaller than the window.
+    pub fn center_offsets(&self, width: u32, height: u32) -> Result<(u32, u32), Error> {
+        if width > self.width || height > self.height {
+            return Err(Error::bad_request(format!(
+                "the image is {}x{}, smaller than the {width}x{height} crop",
+                self.width, self.height
+            )));
+        }
+        let off = |dim: u32, crop: u32| ((dim - crop) as f64 / 2.0).round_ties_even() as u32;
+        Ok((off(self.width, width), off(self.height, height)))
+    }
+
+    /// The CHW float32 tensor `[1, C, height, width]` of the window at `(left, top)`, each
+    /// value `(pixel * scale - mean[c]) / std[c]`.
+    pub fn to_chw_tensor(
+        &self,
+        (left, top): (u32, u32),
+        (width, height): (u32, u32),
+        scale: f32,
+        mean: &[f32],
+        std: &[f32],
+    ) -> Result<Tensor, Error> {
+        let c = self.channels as usize;
+        if mean.len() != c || std.len() != c {
+            return Err(Error::internal(format!(
+                "mean and std need {c} values each"
+            )));
+        }
+        if left + width > self.width || top + height > self.height {
+            return Err(Error::internal("crop window outside the image"));
+        }
+        let (w, h) = (width as usize, height as usize);
+        let stride = self.width as usize * c;
+        let mut out = vec![0f32; c * h * w];
+        for ch in 0..c {
+            let (mul, add) = (scale / std[ch], -mean[ch] / std[ch]);
+            let plane = &mut out[ch * h * w..(ch + 1) * h * w];
+            for y in 0..h {
+                let row = &self.pixels[(top as usize + y) * stride + left as usize * c..];
+                let dst = &mut plane[y * w..(y + 1) * w];
+                for (x, d) in dst.iter_mut().enumerate() {
+                    *d = row[x * c + ch] as f32 * mul + add;
+                }
+            }
+        }
+        Tensor::from_slice(&[1, c as u64, height as u64, width as u64], &out)
+    }
+}
+
+/// torchvision's standard ImageNet transform: `Resize(256)`, `CenterCrop(224)`,
+/// `ToTensor()`, `Normalize(IMAGENET_MEAN, IMAGENET_STD)`, as a `[1, 3, 224, 224]` tensor.
+pub fn imagenet_transform(bytes: &[u8]) -> Result<Tensor, Error> {
+    let img = decode_rgb(bytes)?.resize_shorter_side(256)?;
+    let offsets = img.center_offsets(224, 224)?;
+    img.to_chw_tensor(
+        offsets,
+        (224, 224),
+        1.0 / 255.0,
+        &IMAGENET_MEAN,
+        &IMAGENET_STD,
+    )
+}

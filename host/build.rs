@@ -1,0 +1,83 @@
+//! Build script of the `wasmserve` binary.
+//!
+//! 1. Builds the handler components of the workspace (the built-ins under `handlers/`
+//!    and the examples under `examples/`) for `wasm32-wasip2`, in their own target
+//!    folder so that this nested cargo does not wait on the outer one's lock. The
+//!    built-ins are embedded with `include_bytes!`; tests find all of them through
+//!    `WASMSERVE_GUEST_DIR`.
+//! 2. Sets an rpath to libtorch, so that the binary and the tests run without
+//!    `LD_LIBRARY_PATH`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The guest crates to build: package names in the workspace.
+const GUESTS: &[&str] = &["image_classifier", "mnist_handler"];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_path_buf();
+    for dir in ["handlers", "examples", "wit"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+
+    build_guests(&root);
+    libtorch_rpath(&root);
+}
+
+fn build_guests(root: &Path) {
+    // Beside the outer build's artifacts, so that a cached CARGO_TARGET_DIR (CI) keeps
+    // the guests too.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| root.join(d))
+        .unwrap_or_else(|| root.join("target"))
+        .join("guests");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "guest"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // The outer build's flags and target are for the host, not for the guests.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+    for guest in GUESTS {
+        cmd.args(["-p", guest]);
+    }
+    let status = cmd
+        .status()
+        .expect("cannot run cargo to build the handler components");
+    if !status.success() {
+        panic!(
+            "building the handler components for wasm32-wasip2 failed (see above). \
+             If the target is missing: `rustup target add wasm32-wasip2` (or `make deps`)."
+        );
+    }
+    let out = target_dir.join("wasm32-wasip2").join("guest");
+    for guest in GUESTS {
+        let wasm = out.join(format!("{guest}.wasm"));
+        assert!(wasm.is_file(), "{} was not built", wasm.display());
+    }
+    println!("cargo:rustc-env=WASMSERVE_GUEST_DIR={}", out.display());
+}
+
+fn libtorch_rpath(root: &Path) {
+    let Ok(libtorch) = std::env::var("LIBTORCH") else {
+        println!(
+            "cargo:warning=LIBTORCH is not set; run `make deps` (scripts/install-libtorch.sh)"
+        );
+        return;
+    };
+    let path = root.join(&libtorch);
+    let lib = path.canonicalize().unwrap_or(path).join("lib");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+}

@@ -1,0 +1,95 @@
+//! Reading a request body into the parts a handler sees, as TorchServe does: a
+//! multipart form gives one part per field, a url-encoded form one part per key, and
+//! any other body is one part named `body`.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderMap};
+
+use super::ApiError;
+use crate::runtime::Part;
+
+/// Reads the whole body, failing with 413 past `limit` bytes.
+pub async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLargeException",
+                format!("The request body exceeds max_request_size ({limit} bytes)"),
+            ))
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
+    }
+}
+
+/// Splits `body` into parts according to its content type.
+pub async fn parts(headers: &HeaderMap, body: Bytes) -> Result<Vec<Part>, ApiError> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mime = content_type.as_deref().map(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    match mime.as_deref() {
+        Some("multipart/form-data") => {
+            multipart(content_type.as_deref().unwrap_or_default(), body).await
+        }
+        Some("application/x-www-form-urlencoded") => Ok(form_urlencoded::parse(&body)
+            .map(|(k, v)| Part {
+                name: k.into_owned(),
+                content_type: None,
+                data: v.into_owned().into_bytes(),
+            })
+            .collect()),
+        _ => Ok(vec![Part {
+            name: "body".into(),
+            content_type,
+            data: body.to_vec(),
+        }]),
+    }
+}
+
+async fn multipart(content_type: &str, body: Bytes) -> Result<Vec<Part>, ApiError> {
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| ApiError::bad_request(format!("malformed multipart request: {e}")))?;
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut parts = Vec::new();
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "malformed multipart request: {e}"
+                )));
+            }
+        };
+        let name = field.name().unwrap_or("body").to_string();
+        let content_type = field.content_type().map(|m| m.to_string());
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::bad_request(format!("malformed multipart request: {e}")))?;
+        parts.push(Part {
+            name,
+            content_type,
+            data: data.to_vec(),
+        });
+    }
+    Ok(parts)
+}

@@ -1,0 +1,207 @@
+//! The inference API (default `127.0.0.1:8080`), TorchServe's routes:
+//!
+//! - `GET /ping` → `{"status": "Healthy"}` (500 `Unhealthy` when a model has no worker);
+//! - `POST /predictions/{model}[/{version}]` → the handler's response.
+//!
+//! Every response carries an `x-request-id`: the client's, or a new one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::oneshot;
+
+use super::{ApiError, Body, body, json_response};
+use crate::registry::{LookupError, Registry};
+use crate::runtime;
+use crate::worker::{Job, PredictError};
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the inference API needs.
+pub struct InferenceApi {
+    pub registry: Arc<Registry>,
+    /// `max_request_size`.
+    pub max_request_size: usize,
+}
+
+impl InferenceApi {
+    /// Answers one request.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = req
+            .headers()
+            .get(&X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map(String::from)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let mut resp = match self.route(req, &request_id).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert(X_REQUEST_ID, v);
+        }
+        tracing::info!(
+            target: "access",
+            "{peer} \"{method} {path}\" {} {}us request_id={request_id}",
+            resp.status().as_u16(),
+            started.elapsed().as_micros()
+        );
+        resp
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        request_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let path = req.uri().path().to_string();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        match (segments.as_slice(), req.method()) {
+            (["ping"], &Method::GET) => Ok(self.ping()),
+            (["ping"], _) => Err(ApiError::method_not_allowed()),
+            (["predictions", model], &Method::POST | &Method::PUT) => {
+                self.predict(req, model, None, request_id).await
+            }
+            (["predictions", model, version], &Method::POST | &Method::PUT) => {
+                self.predict(req, model, Some(version), request_id).await
+            }
+            (["predictions", ..], _) => Err(ApiError::method_not_allowed()),
+            _ => Err(ApiError::not_found()),
+        }
+    }
+
+    fn ping(&self) -> Response<Body> {
+        if self.registry.healthy() {
+            json_response(StatusCode::OK, &serde_json::json!({"status": "Healthy"}))
+        } else {
+            json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({"status": "Unhealthy"}),
+            )
+        }
+    }
+
+    async fn predict(
+        &self,
+        req: Request<Incoming>,
+        model: &str,
+        version: Option<&str>,
+        request_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let target = self.registry.get(model, version).map_err(|e| match e {
+            LookupError::ModelNotFound(_) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "ModelNotFoundException",
+                e.to_string(),
+            ),
+            LookupError::VersionNotFound { .. } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "ModelVersionNotFoundException",
+                e.to_string(),
+            ),
+        })?;
+        let (parts, body) = req.into_parts();
+        let bytes = body::read_limited(body, self.max_request_size).await?;
+        let headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let request = runtime::Request {
+            id: request_id.to_string(),
+            headers,
+            parts: body::parts(&parts.headers, bytes).await?,
+        };
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            request,
+            enqueued: Instant::now(),
+            reply: tx,
+        };
+        if target.submit(job).is_err() {
+            return Err(ApiError::unavailable(format!(
+                "Model \"{}\" has no worker to serve inference request. Please use scale workers API to add workers. \
+                 If this is a sequence inference, please check if it is closed, or expired; or exceeds maxSequenceJobQueueSize",
+                target.name
+            )));
+        }
+        let timeout = target.settings.response_timeout;
+        let result = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => return Err(ApiError::unavailable("the worker stopped before answering")),
+            Err(_) => {
+                return Err(ApiError::unavailable(format!(
+                    "the request timed out after {} s (responseTimeout)",
+                    timeout.as_secs()
+                )));
+            }
+        };
+        match result {
+            Ok(resp) => Ok(handler_response(resp)),
+            Err(e) => Err(prediction_error(e)),
+        }
+    }
+}
+
+/// TorchServe answers every failure on the prediction path with the job's status and
+/// the type `InternalServerException`.
+fn prediction_error(e: PredictError) -> ApiError {
+    let status = match &e {
+        PredictError::Handler { status, .. } => {
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        PredictError::Crash(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        PredictError::Model(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError::new(status, "InternalServerException", e.to_string())
+}
+
+fn handler_response(resp: runtime::Response) -> Response<Body> {
+    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut builder = Response::builder().status(status);
+    let mut has_type = false;
+    for (k, v) in &resp.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(k.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) else {
+            continue;
+        };
+        has_type |= name == CONTENT_TYPE;
+        builder = builder.header(name, value);
+    }
+    if !has_type {
+        let json = serde_json::from_slice::<serde::de::IgnoredAny>(&resp.body).is_ok();
+        builder = builder.header(
+            CONTENT_TYPE,
+            if json {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            },
+        );
+    }
+    builder
+        .body(Full::new(Bytes::from(resp.body)))
+        .unwrap_or_else(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerException",
+                e.to_string(),
+            )
+            .into_response()
+        })
+}

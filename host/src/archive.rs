@@ -1,0 +1,365 @@
+//! Model archives (`.mar`): the manifest, writing an archive (the `archive` command) and
+//! reading one safely into a directory the handler can see.
+//!
+//! The format is TorchServe's: a zip with the artifacts flat at its root and
+//! `MAR-INF/MANIFEST.json`. A model store may also hold an archive unpacked into a
+//! directory (`--archive-format no-archive`). Reading refuses entries that would land
+//! outside the target (`..`, absolute paths), links, and archives that inflate past a
+//! size or entry-count limit.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the manifest lives inside an archive.
+pub const MANIFEST_PATH: &str = "MAR-INF/MANIFEST.json";
+
+/// `MAR-INF/MANIFEST.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_on: Option<String>,
+    /// `wasm` for archives made by wasmserve; TorchServe's own say `python`.
+    pub runtime: String,
+    pub model: ManifestModel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archiver_version: Option<String>,
+}
+
+/// The `model` object of the manifest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestModel {
+    pub model_name: String,
+    pub model_version: String,
+    /// The TorchScript file, at the archive's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serialized_file: Option<String>,
+    /// A `.wasm` component at the archive's root, or a built-in handler's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// `model-config.yaml` (or another name), at the archive's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<String>,
+    /// Keys TorchServe's archiver writes that wasmserve does not use (`modelFile`,
+    /// `requirementsFile`, …), kept so that a manifest round-trips.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Errors of reading and writing archives; each message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error(
+        "{0} is not a model archive: it is neither a zip file nor a directory with {MANIFEST_PATH}"
+    )]
+    NotAnArchive(String),
+    #[error("the archive is damaged: {0}")]
+    BadZip(String),
+    #[error(
+        "the archive has no {MANIFEST_PATH}; make it with `wasmserve archive` or torch-model-archiver"
+    )]
+    NoManifest,
+    #[error("{MANIFEST_PATH} is malformed: {0}")]
+    BadManifest(String),
+    #[error("the archive entry {0:?} escapes the archive (absolute path or `..`); refusing it")]
+    UnsafePath(String),
+    #[error("the archive entry {0:?} is a link; archives may not contain links")]
+    Link(String),
+    #[error("the archive inflates past {0} bytes; refusing it")]
+    TooLarge(u64),
+    #[error("the archive has more than {0} entries; refusing it")]
+    TooManyEntries(usize),
+    #[error("the manifest names {field} {name:?}, which is not in the archive")]
+    MissingFile { field: &'static str, name: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Bounds on what reading an archive may unpack.
+///
+/// Defaults: 4 GiB inflated in total, 10,000 entries.
+#[derive(Clone, Copy, Debug)]
+pub struct ExtractLimits {
+    /// Most bytes all entries together may inflate to.
+    pub max_total_bytes: u64,
+    /// Most entries the zip may hold.
+    pub max_entries: usize,
+}
+
+impl Default for ExtractLimits {
+    fn default() -> Self {
+        ExtractLimits {
+            max_total_bytes: 4 << 30,
+            max_entries: 10_000,
+        }
+    }
+}
+
+/// An archive opened for serving: its files in `dir`, its manifest checked.
+#[derive(Debug)]
+pub struct OpenedArchive {
+    pub manifest: Manifest,
+    /// The raw manifest text, passed to the handler's `init`.
+    pub manifest_text: String,
+    /// The directory holding the archive's files.
+    pub dir: PathBuf,
+    /// Keeps a temporary extraction alive; `None` for an unpacked archive directory.
+    _extracted: Option<tempfile::TempDir>,
+}
+
+impl OpenedArchive {
+    /// Opens `path`: a `.mar` zip (extracted into a new directory under `work_dir`) or a
+    /// directory holding an unpacked archive.
+    pub fn open(
+        path: &Path,
+        work_dir: &Path,
+        limits: ExtractLimits,
+    ) -> Result<OpenedArchive, ArchiveError> {
+        let meta = std::fs::metadata(path).map_err(io_err(path))?;
+        let (dir, extracted) = if meta.is_dir() {
+            (path.to_path_buf(), None)
+        } else {
+            std::fs::create_dir_all(work_dir).map_err(io_err(work_dir))?;
+            let tmp = tempfile::Builder::new()
+                .prefix("model-")
+                .tempdir_in(work_dir)
+                .map_err(io_err(work_dir))?;
+            extract_zip(path, tmp.path(), limits)?;
+            (tmp.path().to_path_buf(), Some(tmp))
+        };
+        let manifest_path = dir.join(MANIFEST_PATH);
+        let manifest_text = match std::fs::read_to_string(&manifest_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ArchiveError::NoManifest),
+            Err(e) => return Err(io_err(&manifest_path)(e)),
+        };
+        let manifest = parse_manifest(&manifest_text)?;
+        for (field, name) in [
+            ("serializedFile", &manifest.model.serialized_file),
+            ("configFile", &manifest.model.config_file),
+        ] {
+            if let Some(name) = name {
+                check_member(&dir, field, name)?;
+            }
+        }
+        if let Some(handler) = &manifest.model.handler {
+            if handler.ends_with(".wasm") {
+                check_member(&dir, "handler", handler)?;
+            }
+        }
+        Ok(OpenedArchive {
+            manifest,
+            manifest_text,
+            dir,
+            _extracted: extracted,
+        })
+    }
+}
+
+fn check_member(dir: &Path, field: &'static str, name: &str) -> Result<(), ArchiveError> {
+    let safe = Path::new(name)
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !safe || !dir.join(name).is_file() {
+        return Err(ArchiveError::MissingFile {
+            field,
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Parses and checks a manifest: `runtime`, `model.modelName` and `model.modelVersion`
+/// are required.
+pub fn parse_manifest(text: &str) -> Result<Manifest, ArchiveError> {
+    let manifest: Manifest =
+        serde_json::from_str(text).map_err(|e| ArchiveError::BadManifest(e.to_string()))?;
+    validate_model_name(&manifest.model.model_name).map_err(ArchiveError::BadManifest)?;
+    validate_version(&manifest.model.model_version).map_err(ArchiveError::BadManifest)?;
+    Ok(manifest)
+}
+
+fn extract_zip(path: &Path, dest: &Path, limits: ExtractLimits) -> Result<(), ArchiveError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| match e {
+        zip::result::ZipError::InvalidArchive(_) | zip::result::ZipError::UnsupportedArchive(_) => {
+            ArchiveError::NotAnArchive(path.display().to_string())
+        }
+        other => ArchiveError::BadZip(other.to_string()),
+    })?;
+    if zip.len() > limits.max_entries {
+        return Err(ArchiveError::TooManyEntries(limits.max_entries));
+    }
+    let mut written: u64 = 0;
+    for i in 0..zip.len() {
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| ArchiveError::BadZip(e.to_string()))?;
+        let name = entry
+            .name()
+            .map(|n| n.into_owned())
+            .unwrap_or_else(|_| format!("entry {i}"));
+        if entry.is_symlink() {
+            return Err(ArchiveError::Link(name));
+        }
+        let rel = entry
+            .enclosed_name()
+            .ok_or_else(|| ArchiveError::UnsafePath(name.clone()))?;
+        let target = dest.join(&rel);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&target).map_err(io_err(&target))?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        let mut out = File::create(&target).map_err(io_err(&target))?;
+        let budget = limits.max_total_bytes - written;
+        let n = io::copy(&mut (&mut entry).take(budget + 1), &mut out)
+            .map_err(|e| ArchiveError::BadZip(format!("{name}: {e}")))?;
+        if n > budget {
+            return Err(ArchiveError::TooLarge(limits.max_total_bytes));
+        }
+        written += n;
+    }
+    Ok(())
+}
+
+/// TorchServe's rule for model names: `^[A-Za-z0-9][A-Za-z0-9_\-.]*$`.
+pub fn validate_model_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "model name {name:?} is not valid: it must start with a letter or digit and hold only letters, digits, '_', '-' and '.'"
+        ))
+    }
+}
+
+/// A version is a non-empty run of letters, digits, '.', '_' and '-'.
+pub fn validate_version(version: &str) -> Result<(), String> {
+    if !version.is_empty()
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "model version {version:?} is not valid: use letters, digits, '.', '_' and '-', e.g. 1.0"
+        ))
+    }
+}
+
+/// How `write_archive` lays the archive out (TorchServe's `--archive-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchiveFormat {
+    /// A deflate-compressed zip, `NAME.mar`.
+    Default,
+    /// An uncompressed zip, `NAME.mar` (faster to open; TorchScript files compress poorly).
+    ZipStore,
+    /// A directory `NAME/` with the files and `MAR-INF/` unpacked.
+    NoArchive,
+}
+
+/// What goes into an archive.
+#[derive(Debug)]
+pub struct ArchiveSpec {
+    pub manifest: Manifest,
+    /// Files placed at the archive's root, under their file names.
+    pub files: Vec<PathBuf>,
+}
+
+/// Writes `spec` into `export_dir` as `NAME.mar` (or the directory `NAME`). Refuses to
+/// overwrite unless `force`. Returns the path written.
+pub fn write_archive(
+    spec: &ArchiveSpec,
+    export_dir: &Path,
+    format: ArchiveFormat,
+    force: bool,
+) -> Result<PathBuf, ArchiveError> {
+    let name = &spec.manifest.model.model_name;
+    let out = match format {
+        ArchiveFormat::NoArchive => export_dir.join(name),
+        _ => export_dir.join(format!("{name}.mar")),
+    };
+    if out.exists() && !force {
+        return Err(ArchiveError::Invalid(format!(
+            "{} already exists; use -f to overwrite it",
+            out.display()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for f in &spec.files {
+        let base = file_name(f)?;
+        if !seen.insert(base.clone()) {
+            return Err(ArchiveError::Invalid(format!(
+                "two files would be stored as {base:?} at the archive's root"
+            )));
+        }
+    }
+    let manifest = serde_json::to_vec_pretty(&spec.manifest)
+        .map_err(|e| ArchiveError::Invalid(e.to_string()))?;
+    match format {
+        ArchiveFormat::NoArchive => {
+            if out.exists() {
+                std::fs::remove_dir_all(&out).map_err(io_err(&out))?;
+            }
+            let mar_inf = out.join("MAR-INF");
+            std::fs::create_dir_all(&mar_inf).map_err(io_err(&mar_inf))?;
+            std::fs::write(out.join(MANIFEST_PATH), &manifest).map_err(io_err(&out))?;
+            for f in &spec.files {
+                let target = out.join(file_name(f)?);
+                std::fs::copy(f, &target).map_err(io_err(f))?;
+            }
+        }
+        ArchiveFormat::Default | ArchiveFormat::ZipStore => {
+            let method = if format == ArchiveFormat::Default {
+                zip::CompressionMethod::Deflated
+            } else {
+                zip::CompressionMethod::Stored
+            };
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(method)
+                .large_file(true);
+            let tmp = tempfile::NamedTempFile::new_in(export_dir).map_err(io_err(export_dir))?;
+            let mut zip = zip::ZipWriter::new(tmp.reopen().map_err(io_err(tmp.path()))?);
+            let zerr = |e: zip::result::ZipError| {
+                ArchiveError::Invalid(format!("writing the archive: {e}"))
+            };
+            zip.start_file(MANIFEST_PATH, options).map_err(zerr)?;
+            zip.write_all(&manifest).map_err(io_err(&out))?;
+            for f in &spec.files {
+                zip.start_file(file_name(f)?, options).map_err(zerr)?;
+                let mut src = File::open(f).map_err(io_err(f))?;
+                io::copy(&mut src, &mut zip).map_err(io_err(f))?;
+            }
+            zip.finish().map_err(zerr)?;
+            tmp.persist(&out).map_err(|e| io_err(&out)(e.error))?;
+        }
+    }
+    Ok(out)
+}
+
+fn file_name(path: &Path) -> Result<String, ArchiveError> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(String::from)
+        .ok_or_else(|| ArchiveError::Invalid(format!("{} has no usable file name", path.display())))
+}

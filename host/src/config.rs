@@ -1,0 +1,295 @@
+//! Server configuration: TorchServe's `config.properties` keys, their defaults, and the
+//! per-model settings that `model-config.yaml` can override.
+//!
+//! Unknown keys are logged and ignored (a TorchServe config file carries many keys that
+//! do not apply here); a malformed value is an error that names its key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Errors of reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config key `{key}`: {message}")]
+    Value { key: String, message: String },
+}
+
+fn bad(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Value {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The server's settings. Defaults are TorchServe's where it has one.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// `inference_address`, default `http://127.0.0.1:8080`. Port 0 picks a free port.
+    pub inference_address: SocketAddr,
+    /// `model_store`: where archives named without a path are looked up.
+    pub model_store: Option<PathBuf>,
+    /// `load_models`: archives to load at startup (`name=file.mar`, `file.mar` or `all`).
+    pub load_models: Vec<String>,
+    /// `default_workers_per_model`, default: the number of CPU cores.
+    pub default_workers_per_model: usize,
+    /// `job_queue_size`: requests that may wait per model version, default 100.
+    pub job_queue_size: usize,
+    /// `max_request_size` in bytes, default 6553500.
+    pub max_request_size: usize,
+    /// `default_response_timeout` in seconds, default 120.
+    pub default_response_timeout: Duration,
+    /// `batch_size` default for models whose yaml says nothing, default 1.
+    pub batch_size: usize,
+    /// `max_batch_delay` default in ms, default 100.
+    pub max_batch_delay: Duration,
+    /// `intra_op_threads`: libtorch threads per forward. Default: cores / workers, at
+    /// least 1, so that workers do not fight over the cores.
+    pub intra_op_threads: Option<usize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            inference_address: "127.0.0.1:8080".parse().unwrap(),
+            model_store: None,
+            load_models: Vec::new(),
+            default_workers_per_model: num_cores(),
+            job_queue_size: 100,
+            max_request_size: 6_553_500,
+            default_response_timeout: Duration::from_secs(120),
+            batch_size: 1,
+            max_batch_delay: Duration::from_millis(100),
+            intra_op_threads: None,
+        }
+    }
+}
+
+/// The number of cores this process may use.
+pub fn num_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Keys TorchServe defines that wasmserve accepts but does not act on yet.
+const ACCEPTED_LATER: &[&str] = &[
+    "management_address",
+    "metrics_address",
+    "max_response_size",
+    "allowed_urls",
+    "enable_model_api",
+    "disable_token_authorization",
+    "certificate_file",
+    "private_key_file",
+];
+
+impl ServerConfig {
+    /// Reads a `config.properties` file over the defaults.
+    pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config = ServerConfig::default();
+        config.apply(&parse_properties(&text))?;
+        Ok(config)
+    }
+
+    /// Applies `key=value` pairs over the current settings.
+    pub fn apply(&mut self, props: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        for (key, value) in props {
+            match key.as_str() {
+                "inference_address" => self.inference_address = parse_address(key, value)?,
+                "model_store" => self.model_store = Some(PathBuf::from(value)),
+                "load_models" => {
+                    self.load_models = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                }
+                "default_workers_per_model" => {
+                    self.default_workers_per_model = parse_positive(key, value)?
+                }
+                "job_queue_size" => self.job_queue_size = parse_positive(key, value)?,
+                "max_request_size" => self.max_request_size = parse_positive(key, value)?,
+                "default_response_timeout" => {
+                    self.default_response_timeout =
+                        Duration::from_secs(parse_positive(key, value)? as u64)
+                }
+                "batch_size" => self.batch_size = parse_positive(key, value)?,
+                "max_batch_delay" => {
+                    self.max_batch_delay = Duration::from_millis(parse_number(key, value)? as u64)
+                }
+                "intra_op_threads" | "number_of_netty_threads_torch" => {
+                    self.intra_op_threads = Some(parse_positive(key, value)?)
+                }
+                k if ACCEPTED_LATER.contains(&k) => {
+                    tracing::warn!("config key `{k}` is not supported yet; ignoring it")
+                }
+                k => tracing::info!("config key `{k}` does not apply to wasmserve; ignoring it"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses Java `.properties` text: `key=value` or `key: value`, `#`/`!` comments,
+/// trailing-backslash continuation lines.
+pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut logical = String::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if logical.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!'))
+        {
+            continue;
+        }
+        if let Some(stripped) = line.strip_suffix('\\') {
+            logical.push_str(stripped);
+            continue;
+        }
+        logical.push_str(line);
+        let entry = std::mem::take(&mut logical);
+        let split = entry.find(['=', ':']).unwrap_or(entry.len());
+        let key = entry[..split].trim();
+        let value = entry.get(split + 1..).unwrap_or("").trim();
+        if !key.is_empty() {
+            out.insert(key.to_string(), value.to_string());
+        }
+    }
+    out
+}
+
+/// `http://host:port`, `https://host:port` or `host:port`.
+fn parse_address(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+        .unwrap_or(value);
+    let rest = rest.trim_end_matches('/');
+    let rest = if rest.starts_with("localhost:") {
+        rest.replacen("localhost", "127.0.0.1", 1)
+    } else {
+        rest.to_string()
+    };
+    rest.parse().map_err(|_| {
+        bad(
+            key,
+            format!("{value:?} is not an address like http://127.0.0.1:8080"),
+        )
+    })
+}
+
+fn parse_number(key: &str, value: &str) -> Result<usize, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| bad(key, format!("{value:?} is not a whole number")))
+}
+
+fn parse_positive(key: &str, value: &str) -> Result<usize, ConfigError> {
+    match parse_number(key, value)? {
+        0 => Err(bad(key, "must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+/// One model version's settings: the server's defaults, overridden by its
+/// `model-config.yaml`.
+#[derive(Clone, Debug)]
+pub struct ModelSettings {
+    pub min_workers: usize,
+    pub max_workers: usize,
+    pub batch_size: usize,
+    pub max_batch_delay: Duration,
+    pub response_timeout: Duration,
+    pub job_queue_size: usize,
+    /// The yaml keys the server does not use, passed to the handler as JSON.
+    pub handler_config: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ModelSettings {
+    /// The server's defaults for a model.
+    pub fn defaults(server: &ServerConfig) -> ModelSettings {
+        ModelSettings {
+            min_workers: server.default_workers_per_model,
+            max_workers: server.default_workers_per_model,
+            batch_size: server.batch_size,
+            max_batch_delay: server.max_batch_delay,
+            response_timeout: server.default_response_timeout,
+            job_queue_size: server.job_queue_size,
+            handler_config: serde_json::Map::new(),
+        }
+    }
+
+    /// Applies a `model-config.yaml`. `file` names the file in error messages.
+    pub fn apply_yaml(&mut self, text: &str, file: &str) -> Result<(), ConfigError> {
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| bad(file, format!("not valid YAML: {e}")))?;
+        let map = match value {
+            serde_yaml::Value::Mapping(m) => m,
+            serde_yaml::Value::Null => return Ok(()),
+            _ => return Err(bad(file, "must be a mapping of keys to values")),
+        };
+        let mut min_set = false;
+        let mut max_set = false;
+        for (k, v) in map {
+            let key = k
+                .as_str()
+                .ok_or_else(|| bad(file, "keys must be strings"))?
+                .to_string();
+            let int = |v: &serde_yaml::Value| {
+                v.as_u64()
+                    .map(|n| n as usize)
+                    .ok_or_else(|| bad(&key, format!("in {file}: must be a whole number")))
+            };
+            match key.as_str() {
+                "minWorkers" => {
+                    self.min_workers = int(&v)?;
+                    min_set = true;
+                }
+                "maxWorkers" => {
+                    self.max_workers = int(&v)?;
+                    max_set = true;
+                }
+                "batchSize" => self.batch_size = int(&v)?.max(1),
+                "maxBatchDelay" => self.max_batch_delay = Duration::from_millis(int(&v)? as u64),
+                "responseTimeout" => {
+                    self.response_timeout = Duration::from_secs(int(&v)?.max(1) as u64)
+                }
+                "jobQueueSize" => self.job_queue_size = int(&v)?.max(1),
+                "startupTimeout" | "deviceType" | "deviceIds" | "parallelType"
+                | "parallelLevel" => {}
+                _ => {
+                    let json = serde_json::to_value(&v)
+                        .map_err(|e| bad(&key, format!("in {file}: {e}")))?;
+                    self.handler_config.insert(key, json);
+                }
+            }
+        }
+        if min_set && !max_set {
+            self.max_workers = self.max_workers.max(self.min_workers);
+        }
+        if max_set && !min_set {
+            self.min_workers = self.min_workers.min(self.max_workers);
+        }
+        if self.max_workers < self.min_workers {
+            return Err(bad(
+                "maxWorkers",
+                format!(
+                    "in {file}: {} is below minWorkers {}",
+                    self.max_workers, self.min_workers
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,276 @@
+//! Worker lanes: the threads that turn queued requests into responses.
+//!
+//! A lane owns one handler instance and runs, on its own OS thread (never on the async
+//! executor): take the first waiting job, gather up to `batch_size - 1` more within
+//! `max_batch_delay` (TorchServe's batching), preprocess each in the sandbox, stack the
+//! inputs of requests whose tensors agree in dtype and trailing shape on dimension 0,
+//! run one forward on the shared model, split the outputs back along dimension 0 and
+//! postprocess each request's slice. A failure of one request's preprocess or
+//! postprocess fails that request alone; a trap replaces the lane's instance.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tokio::sync::oneshot;
+
+use crate::model::{self, Model};
+use crate::runtime::{
+    HandlerComponent, HandlerInstance, Request, Response, RuntimeError, Sandbox, Tensor,
+};
+
+/// Why a request failed after it reached a lane.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    /// The handler returned an error for this request: its status and message.
+    #[error("{message}")]
+    Handler { status: u16, message: String },
+    /// The handler trapped (panic, timeout, memory limit); its instance was replaced.
+    #[error("the handler failed: {0}")]
+    Crash(String),
+    /// The forward failed or the model's outputs could not be split per request.
+    #[error("{0}")]
+    Model(String),
+}
+
+/// One queued request.
+pub struct Job {
+    pub request: Request,
+    /// When it was queued: queue time is measured from here.
+    pub enqueued: Instant,
+    pub reply: oneshot::Sender<Result<Response, PredictError>>,
+}
+
+/// What a lane needs; shared by all lanes of a model version.
+pub struct LaneContext {
+    pub model: Arc<Model>,
+    pub handler: HandlerComponent,
+    pub sandbox: Sandbox,
+    pub batch_size: usize,
+    pub max_batch_delay: Duration,
+    /// libtorch intra-op threads for this lane's forwards.
+    pub intra_op_threads: usize,
+}
+
+/// A running lane; dropping it does not stop it, [`Lane::stop`] does.
+pub struct Lane {
+    pub id: usize,
+    pub started: chrono::DateTime<chrono::Utc>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Lane {
+    /// Instantiates the handler (its `init` runs here, so a failing `init` fails the
+    /// start) and starts the lane's thread on `queue`.
+    pub fn start(
+        id: usize,
+        name: &str,
+        ctx: Arc<LaneContext>,
+        queue: Receiver<Job>,
+    ) -> Result<Lane, RuntimeError> {
+        let instance = ctx.handler.instantiate(&ctx.sandbox)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("{name}-w{id}"))
+            .spawn(move || run(ctx, instance, queue, thread_stop))
+            .map_err(|e| RuntimeError::Other(format!("cannot start a worker thread: {e}")))?;
+        Ok(Lane {
+            id,
+            started: chrono::Utc::now(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks the lane to stop after its current batch and waits for it.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    ctx: Arc<LaneContext>,
+    mut instance: HandlerInstance,
+    queue: Receiver<Job>,
+    stop: Arc<AtomicBool>,
+) {
+    tch::set_num_threads(ctx.intra_op_threads as i32);
+    while !stop.load(Ordering::Relaxed) {
+        let first = match queue.recv_timeout(Duration::from_millis(100)) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut batch = vec![first];
+        let deadline = Instant::now() + ctx.max_batch_delay;
+        while batch.len() < ctx.batch_size {
+            match queue.recv_deadline(deadline) {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&ctx, &mut instance, batch);
+    }
+}
+
+/// A request between preprocess and postprocess.
+struct Pending {
+    job: Job,
+    inputs: Vec<Tensor>,
+}
+
+fn run_batch(ctx: &LaneContext, instance: &mut HandlerInstance, batch: Vec<Job>) {
+    let mut pending = Vec::with_capacity(batch.len());
+    for job in batch {
+        match instance.preprocess(&job.request) {
+            Ok(Ok(inputs)) => pending.push(Pending { job, inputs }),
+            Ok(Err(e)) => reply(
+                job,
+                Err(PredictError::Handler {
+                    status: e.status,
+                    message: e.message,
+                }),
+            ),
+            Err(e) => {
+                reply(job, Err(PredictError::Crash(e.to_string())));
+                renew(ctx, instance);
+            }
+        }
+    }
+    for group in group_stackable(pending) {
+        let outputs = forward(ctx, &group);
+        for (p, out) in group.into_iter().zip(outputs) {
+            let result = match out {
+                Err(e) => Err(e),
+                Ok(outputs) => match instance.postprocess(&p.job.request, &outputs) {
+                    Ok(Ok(resp)) => Ok(resp),
+                    Ok(Err(e)) => Err(PredictError::Handler {
+                        status: e.status,
+                        message: e.message,
+                    }),
+                    Err(e) => {
+                        renew(ctx, instance);
+                        Err(PredictError::Crash(e.to_string()))
+                    }
+                },
+            };
+            reply(p.job, result);
+        }
+    }
+}
+
+fn reply(job: Job, result: Result<Response, PredictError>) {
+    // The client may have gone away; nothing to do then.
+    let _ = job.reply.send(result);
+}
+
+/// Replaces a trapped instance. If even a fresh one cannot be made, the old one stays
+/// and the next call reports the problem.
+fn renew(ctx: &LaneContext, instance: &mut HandlerInstance) {
+    match ctx.handler.instantiate(&ctx.sandbox) {
+        Ok(fresh) => *instance = fresh,
+        Err(e) => tracing::error!("cannot replace a crashed handler instance: {e}"),
+    }
+}
+
+/// The part of a request's inputs that must agree for them to be stacked: per input,
+/// its dtype and its shape after dimension 0.
+fn signature(inputs: &[Tensor]) -> Vec<(u8, Vec<u64>)> {
+    inputs
+        .iter()
+        .map(|t| (t.dtype as u8, t.shape.get(1..).unwrap_or(&[]).to_vec()))
+        .collect()
+}
+
+/// Splits requests into groups that can share one forward, keeping arrival order.
+fn group_stackable(pending: Vec<Pending>) -> Vec<Vec<Pending>> {
+    let mut groups: Vec<(Vec<(u8, Vec<u64>)>, Vec<Pending>)> = Vec::new();
+    for p in pending {
+        let sig = signature(&p.inputs);
+        let stackable = !p.inputs.is_empty() && p.inputs.iter().all(|t| !t.shape.is_empty());
+        match groups.iter_mut().find(|(s, _)| stackable && *s == sig) {
+            Some((_, g)) => g.push(p),
+            None => groups.push((sig, vec![p])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// Runs one forward for a group and returns each request's outputs.
+fn forward(ctx: &LaneContext, group: &[Pending]) -> Vec<Result<Vec<Tensor>, PredictError>> {
+    let fail = |msg: String| {
+        (0..group.len())
+            .map(|_| Err(PredictError::Model(msg.clone())))
+            .collect()
+    };
+    let n_inputs = group[0].inputs.len();
+    let mut args = Vec::with_capacity(n_inputs);
+    for i in 0..n_inputs {
+        let stacked = if group.len() == 1 {
+            model::to_torch(&group[0].inputs[i])
+        } else {
+            stack(group.iter().map(|p| &p.inputs[i]))
+        };
+        match stacked {
+            Ok(t) => args.push(t),
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+    let outputs = match ctx.model.forward(&args) {
+        Ok(o) => o,
+        Err(e) => return fail(e.to_string()),
+    };
+    if group.len() == 1 {
+        let converted: Result<Vec<Tensor>, _> = outputs.iter().map(model::from_torch).collect();
+        return vec![converted.map_err(|e| PredictError::Model(e.to_string()))];
+    }
+    // Split every output along dimension 0 by each request's share of the batch.
+    let sizes: Vec<i64> = group.iter().map(|p| p.inputs[0].shape[0] as i64).collect();
+    let total: i64 = sizes.iter().sum();
+    let mut per_request: Vec<Vec<Tensor>> = (0..group.len()).map(|_| Vec::new()).collect();
+    for out in &outputs {
+        if out.dim() == 0 || out.size()[0] != total {
+            return fail(format!(
+                "the model's output of shape {:?} cannot be split into a batch of {total}; set batch_size to 1 for this model",
+                out.size()
+            ));
+        }
+        for (slot, piece) in per_request
+            .iter_mut()
+            .zip(out.split_with_sizes(sizes.as_slice(), 0))
+        {
+            match model::from_torch(&piece) {
+                Ok(t) => slot.push(t),
+                Err(e) => return fail(e.to_string()),
+            }
+        }
+    }
+    per_request.into_iter().map(Ok).collect()
+}
+
+/// Concatenates same-typed tensors on dimension 0 into one libtorch tensor, with a
+/// single copy of the data.
+fn stack<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Result<tch::Tensor, model::ModelError> {
+    let tensors: Vec<&Tensor> = tensors.collect();
+    let first = tensors[0];
+    let mut data = Vec::with_capacity(tensors.iter().map(|t| t.data.len()).sum());
+    let mut rows = 0;
+    for t in &tensors {
+        model::check_tensor(t)?;
+        data.extend_from_slice(&t.data);
+        rows += t.shape[0];
+    }
+    let mut shape = first.shape.clone();
+    shape[0] = rows;
+    model::to_torch(&Tensor {
+        dtype: first.dtype,
+        shape,
+        data,
+    })
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The main job: archive MobileNetV2 (int8) with the built-in image_classifier, start the
+# server, classify the kitten, stop the server.
+#
+#   WASMSERVE_ASSETS  the shared assets folder (default: ../shared/assets)
+#   WASMSERVE_BIN     the wasmserve binary (default: target/release/wasmserve)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+assets="${WASMSERVE_ASSETS:-../shared/assets}"
+bin="${WASMSERVE_BIN:-${CARGO_TARGET_DIR:-target}/release/wasmserve}"
+store="$(mktemp -d)"
+export WASMSERVE_PID_FILE="$store/wasmserve.pid"
+cleanup() { "$bin" stop >/dev/null 2>&1 || true; rm -rf "$store"; }
+trap cleanup EXIT
+
+echo "== archive"
+"$bin" archive --model-name mobilenet -v 1.0 \
+  --serialized-file "$assets/models/mobilenet_v2_quantized.pt" \
+  --handler image_classifier \
+  --extra-files "$assets/images/index_to_name.json" \
+  --export-path "$store"
+
+echo "== start"
+cfg="$store/config.properties"
+echo "inference_address=http://127.0.0.1:${WASMSERVE_DEMO_PORT:-8080}" > "$cfg"
+"$bin" start --model-store "$store" --models mobilenet=mobilenet.mar --ts-config "$cfg" --log-dir "$store/logs"
+
+echo "== predict kitten.jpg"
+curl -sS --fail-with-body -X POST "http://127.0.0.1:${WASMSERVE_DEMO_PORT:-8080}/predictions/mobilenet" \
+  -T "$assets/images/kitten.jpg" | python3 -m json.tool
+
+echo "== stop"
+"$bin" stop
