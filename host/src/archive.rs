@@ -155,10 +155,13 @@ impl OpenedArchive {
                 check_member(&dir, field, name)?;
             }
         }
-        if let Some(handler) = &manifest.model.handler {
-            if handler.ends_with(".wasm") {
-                check_member(&dir, "handler", handler)?;
-            }
+        if let Some(handler) = manifest
+            .model
+            .handler
+            .as_ref()
+            .filter(|h| h.ends_with(".wasm"))
+        {
+            check_member(&dir, "handler", handler)?;
         }
         Ok(OpenedArchive {
             manifest,

@@ -203,11 +203,6 @@ impl HandlerRuntime {
         })
     }
 
-    /// The limits every instance runs under.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Compiles `wasm` (or loads its compiled form from the cache) and checks that it is a
     /// component exporting the `handler` world with imports this host provides.
     pub fn compile(&self, wasm: &[u8]) -> Result<HandlerComponent, RuntimeError> {

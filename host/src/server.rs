@@ -51,10 +51,8 @@ impl StartArgs {
         if !self.models.is_empty() {
             config.load_models = self.models.clone();
         }
-        if let Some(store) = &config.model_store {
-            if !store.is_dir() {
-                anyhow::bail!("the model store {} is not a folder", store.display());
-            }
+        if let Some(store) = config.model_store.as_ref().filter(|s| !s.is_dir()) {
+            anyhow::bail!("the model store {} is not a folder", store.display());
         }
         Ok(config)
     }
@@ -176,7 +174,7 @@ async fn load_startup_models(
                 ModelVersion::load(name.as_deref(), &url, &path, &config, &runtime, &work_dir)?;
             let (n, v, w) = (
                 version.name.clone(),
-                version.version.clone(),
+                format!("{} from {}", version.version, version.url),
                 version.workers(),
             );
             registry

@@ -56,7 +56,6 @@ pub struct LaneContext {
 /// A running lane; dropping it does not stop it, [`Lane::stop`] does.
 pub struct Lane {
     pub id: usize,
-    pub started: chrono::DateTime<chrono::Utc>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -79,7 +78,6 @@ impl Lane {
             .map_err(|e| RuntimeError::Other(format!("cannot start a worker thread: {e}")))?;
         Ok(Lane {
             id,
-            started: chrono::Utc::now(),
             stop,
             thread: Some(thread),
         })
@@ -128,6 +126,7 @@ struct Pending {
 fn run_batch(ctx: &LaneContext, instance: &mut HandlerInstance, batch: Vec<Job>) {
     let mut pending = Vec::with_capacity(batch.len());
     for job in batch {
+        tracing::debug!(request_id = %job.request.id, "queued for {} us", job.enqueued.elapsed().as_micros());
         match instance.preprocess(&job.request) {
             Ok(Ok(inputs)) => pending.push(Pending { job, inputs }),
             Ok(Err(e)) => reply(
@@ -179,9 +178,11 @@ fn renew(ctx: &LaneContext, instance: &mut HandlerInstance) {
     }
 }
 
+type Signature = Vec<(u8, Vec<u64>)>;
+
 /// The part of a request's inputs that must agree for them to be stacked: per input,
 /// its dtype and its shape after dimension 0.
-fn signature(inputs: &[Tensor]) -> Vec<(u8, Vec<u64>)> {
+fn signature(inputs: &[Tensor]) -> Signature {
     inputs
         .iter()
         .map(|t| (t.dtype as u8, t.shape.get(1..).unwrap_or(&[]).to_vec()))
@@ -190,7 +191,7 @@ fn signature(inputs: &[Tensor]) -> Vec<(u8, Vec<u64>)> {
 
 /// Splits requests into groups that can share one forward, keeping arrival order.
 fn group_stackable(pending: Vec<Pending>) -> Vec<Vec<Pending>> {
-    let mut groups: Vec<(Vec<(u8, Vec<u64>)>, Vec<Pending>)> = Vec::new();
+    let mut groups: Vec<(Signature, Vec<Pending>)> = Vec::new();
     for p in pending {
         let sig = signature(&p.inputs);
         let stackable = !p.inputs.is_empty() && p.inputs.iter().all(|t| !t.shape.is_empty());

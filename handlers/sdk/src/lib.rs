@@ -63,6 +63,7 @@ pub mod vision;
 /// The generated bindings to the `wasmserve:handler` world. Handlers normally use the
 /// re-exports at the crate root and [`export_handler!`] instead.
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "handler",

@@ -1,0 +1,223 @@
+//! What the end-to-end tests share: the real `wasmserve` binary on an ephemeral port,
+//! a temporary model store, the shared assets and the built handler components.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wasmserve"))
+}
+
+/// `../shared/assets`, or `WASMSERVE_ASSETS`.
+pub fn assets() -> PathBuf {
+    std::env::var_os("WASMSERVE_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/assets"))
+}
+
+pub fn asset(rel: &str) -> PathBuf {
+    let p = assets().join(rel);
+    assert!(
+        p.is_file(),
+        "missing asset {} (set WASMSERVE_ASSETS)",
+        p.display()
+    );
+    p
+}
+
+/// A handler component built from this workspace (`examples/` or `handlers/`).
+pub fn guest(name: &str) -> PathBuf {
+    Path::new(env!("WASMSERVE_GUEST_DIR")).join(format!("{name}.wasm"))
+}
+
+/// Runs `wasmserve` with `args` and returns its output.
+pub fn wasmserve(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("running wasmserve")
+}
+
+/// A temporary model store.
+pub struct ModelStore {
+    pub dir: tempfile::TempDir,
+}
+
+impl ModelStore {
+    pub fn new() -> ModelStore {
+        ModelStore {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `wasmserve archive` into this store; panics with its stderr when it fails.
+    pub fn archive(&self, name: &str, model: &Path, handler: &str, extra: &[&Path]) -> PathBuf {
+        let mut args: Vec<String> = vec![
+            "archive".into(),
+            "--model-name".into(),
+            name.into(),
+            "-v".into(),
+            "1.0".into(),
+            "--serialized-file".into(),
+            model.display().to_string(),
+            "--handler".into(),
+            handler.into(),
+            "--export-path".into(),
+            self.path().display().to_string(),
+        ];
+        if !extra.is_empty() {
+            args.push("--extra-files".into());
+            args.push(
+                extra
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = wasmserve(&args);
+        assert!(
+            out.status.success(),
+            "archive failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.path().join(format!("{name}.mar"))
+    }
+
+    /// The ImageNet classifier archive most tests use.
+    pub fn mobilenet(&self) -> PathBuf {
+        self.archive(
+            "mobilenet",
+            &asset("models/mobilenet_v2_quantized.pt"),
+            "image_classifier",
+            &[&asset("images/index_to_name.json")],
+        )
+    }
+}
+
+/// A `wasmserve start --foreground` child on an ephemeral port, stopped on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts the server over `store` with `--models models…` and extra config lines.
+    pub fn start(store: &Path, models: &[&str], config: &str) -> Server {
+        let cfg = store.join(format!("config-{}.properties", std::process::id()));
+        std::fs::write(
+            &cfg,
+            format!("inference_address=http://127.0.0.1:0\n{config}\n"),
+        )
+        .unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.args(["start", "--foreground", "--model-store"])
+            .arg(store)
+            .arg("--ts-config")
+            .arg(&cfg);
+        if !models.is_empty() {
+            cmd.arg("--models").args(models);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting wasmserve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("wasmserve: inference API on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the server did not come up; its log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Server { child, base, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// POSTs `body` as the raw request body.
+    pub fn post(&self, path: &str, body: Vec<u8>) -> reqwest::blocking::Response {
+        client()
+            .post(self.url(path))
+            .body(body)
+            .send()
+            .expect("request")
+    }
+
+    /// Asks the server to stop (SIGTERM) and waits for its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// The JSON body of a response, with its status.
+pub fn json(resp: reqwest::blocking::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap();
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, value)
+}
