@@ -22,13 +22,15 @@ demo: build
 	./scripts/demo.sh
 
 test: build
-	$(CARGO) test --release --workspace --exclude image_classifier --exclude mnist_handler
-	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) test --release -p wasmserve -p wasmserve-handler
+	$(MAKE) lint
 	$(CARGO) fmt --all -- --check
+
+GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler
 
 lint: deps
 	$(CARGO) clippy --release --all-targets -- -D warnings
-	$(CARGO) clippy --release --target wasm32-wasip2 -p image_classifier -p mnist_handler -p wasmserve-handler -- -D warnings
+	$(CARGO) clippy --release --target wasm32-wasip2 $(addprefix -p ,$(GUESTS)) -p wasmserve-handler -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -56,7 +56,7 @@ fn main() {
     let tensor = wasmserve_handler::vision::imagenet_transform(&kitten).unwrap();
     let input = tch::Tensor::from_slice(&tensor.to_vec::<f32>().unwrap()).view([1, 3, 224, 224]);
     let forward = time(RUNS, || {
-        tch::no_grad(|| model.forward_ts(&[&input])).unwrap();
+        let _ = std::hint::black_box(tch::no_grad(|| model.forward_ts(&[&input])).unwrap());
     });
     let native = time(RUNS, || {
         let t = wasmserve_handler::vision::imagenet_transform(&kitten).unwrap();
@@ -68,11 +68,24 @@ fn main() {
     });
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("kitten.jpg, mobilenet_v2_quantized.pt, median of {RUNS} after {WARMUP} warm-up, {threads} intra-op thread(s)");
+    println!(
+        "kitten.jpg, mobilenet_v2_quantized.pt, median of {RUNS} after {WARMUP} warm-up, {threads} intra-op thread(s)"
+    );
     println!("| what | ms | ratio to forward |");
     println!("|---|---:|---:|");
-    println!("| forward alone (libtorch, in process) | {:.2} | 1.00 |", ms(forward));
-    println!("| preprocess + forward + postprocess, native | {:.2} | {:.2} |", ms(native), ms(native) / ms(forward));
-    println!("| end to end through wasmserve (HTTP, sandboxed handler) | {:.2} | {:.2} |", ms(e2e), ms(e2e) / ms(forward));
+    println!(
+        "| forward alone (libtorch, in process) | {:.2} | 1.00 |",
+        ms(forward)
+    );
+    println!(
+        "| preprocess + forward + postprocess, native | {:.2} | {:.2} |",
+        ms(native),
+        ms(native) / ms(forward)
+    );
+    println!(
+        "| end to end through wasmserve (HTTP, sandboxed handler) | {:.2} | {:.2} |",
+        ms(e2e),
+        ms(e2e) / ms(forward)
+    );
     println!("end-to-end / native pipeline = {:.2}", ms(e2e) / ms(native));
 }

@@ -12,7 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The guest crates to build: package names in the workspace.
-const GUESTS: &[&str] = &["image_classifier", "mnist_handler"];
+const GUESTS: &[&str] = &[
+    "image_classifier",
+    "image_segmenter",
+    "object_detector",
+    "text_classifier",
+    "base_handler",
+    "mnist_handler",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -2,13 +2,19 @@
 //! so that `--handler image_classifier` needs no file.
 
 /// `(name, component bytes)` of each built-in handler.
-const BUILTINS: &[(&str, &[u8])] = &[(
+macro_rules! builtins {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_bytes!(concat!(env!("WASMSERVE_GUEST_DIR"), "/", $name, ".wasm")))),*]
+    };
+}
+
+const BUILTINS: &[(&str, &[u8])] = builtins![
     "image_classifier",
-    include_bytes!(concat!(
-        env!("WASMSERVE_GUEST_DIR"),
-        "/image_classifier.wasm"
-    )),
-)];
+    "image_segmenter",
+    "object_detector",
+    "text_classifier",
+    "base_handler"
+];
 
 /// The component of the built-in handler `name`.
 pub fn component(name: &str) -> Option<&'static [u8]> {

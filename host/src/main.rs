@@ -9,6 +9,7 @@ mod daemon;
 mod model;
 mod registry;
 mod runtime;
+mod scaffold;
 mod server;
 mod worker;
 
@@ -34,6 +35,25 @@ enum Command {
     Start(server::StartArgs),
     /// Stops the server started in the background.
     Stop,
+    /// Handler projects: `wasmserve handler new NAME` writes a ready Rust handler.
+    #[command(subcommand)]
+    Handler(HandlerCommand),
+}
+
+#[derive(Subcommand)]
+enum HandlerCommand {
+    /// Writes a new Rust handler project that builds for wasm32-wasip2 as it is.
+    New {
+        /// The handler's name (also the crate's and, by default, the model's).
+        name: String,
+        /// Where to create the project folder (default: the current folder).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The wasmserve-handler SDK to depend on (default: the one this binary was
+        /// built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -47,7 +67,8 @@ struct ArchiveArgs {
     /// The TorchScript file (torch.jit.save).
     #[arg(long)]
     serialized_file: PathBuf,
-    /// A handler component (.wasm) or a built-in handler's name (image_classifier).
+    /// A handler component (.wasm) or a built-in handler's name (image_classifier,
+    /// image_segmenter, object_detector, text_classifier, base_handler).
     #[arg(long)]
     handler: String,
     /// More files to ship at the archive's root, comma-separated (e.g. index_to_name.json).
@@ -74,6 +95,12 @@ fn main() -> ExitCode {
         Command::Start(args) if args.foreground => server::run_foreground(args),
         Command::Start(args) => daemon::start_background(&args),
         Command::Stop => daemon::stop(),
+        Command::Handler(HandlerCommand::New { name, dir, sdk }) => {
+            scaffold::new_handler(&name, &dir, sdk.as_deref()).map(|p| {
+                println!("{}", p.display());
+                eprintln!("next: cd {} && cargo build --release", p.display());
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -50,9 +50,13 @@ impl Model {
     }
 
     /// Runs forward on `inputs` (the model's positional arguments) and returns its
-    /// outputs flattened to a list of tensors: a tensor gives one, a tuple or list gives
-    /// its elements in order, a dict its values in the order of its sorted keys.
-    pub fn forward(&self, inputs: &[tch::Tensor]) -> Result<Vec<tch::Tensor>, ModelError> {
+    /// outputs flattened to named tensors: a tensor gives one named "", a tuple or list
+    /// its elements named by index, a dict its values named by key, in the dict's order;
+    /// nested names are joined with ".".
+    pub fn forward(
+        &self,
+        inputs: &[tch::Tensor],
+    ) -> Result<Vec<(String, tch::Tensor)>, ModelError> {
         let args: Vec<IValue> = inputs
             .iter()
             .map(|t| IValue::Tensor(t.to_device(self.device)))
@@ -60,24 +64,43 @@ impl Model {
         let out = tch::no_grad(|| self.module.forward_is(&args))
             .map_err(|e| ModelError::Forward(first_line(&e.to_string())))?;
         let mut tensors = Vec::new();
-        flatten(out, &mut tensors)?;
+        flatten(out, "", &mut tensors)?;
         Ok(tensors)
     }
 }
 
-fn flatten(value: IValue, out: &mut Vec<tch::Tensor>) -> Result<(), ModelError> {
+fn flatten(
+    value: IValue,
+    name: &str,
+    out: &mut Vec<(String, tch::Tensor)>,
+) -> Result<(), ModelError> {
+    let child = |key: &str| {
+        if name.is_empty() {
+            key.to_string()
+        } else {
+            format!("{name}.{key}")
+        }
+    };
     match value {
-        IValue::Tensor(t) => out.push(t),
+        IValue::Tensor(t) => out.push((name.to_string(), t)),
         IValue::Tuple(items) | IValue::GenericList(items) => {
-            for item in items {
-                flatten(item, out)?;
+            for (i, item) in items.into_iter().enumerate() {
+                flatten(item, &child(&i.to_string()), out)?;
             }
         }
-        IValue::TensorList(ts) => out.extend(ts),
-        IValue::GenericDict(mut entries) => {
-            entries.sort_by_key(|(k, _)| format!("{k:?}"));
-            for (_, v) in entries {
-                flatten(v, out)?;
+        IValue::TensorList(ts) => out.extend(
+            ts.into_iter()
+                .enumerate()
+                .map(|(i, t)| (child(&i.to_string()), t)),
+        ),
+        IValue::GenericDict(entries) => {
+            for (k, v) in entries {
+                let key = match k {
+                    IValue::String(s) => s,
+                    IValue::Int(i) => i.to_string(),
+                    other => format!("{other:?}"),
+                };
+                flatten(v, &child(&key), out)?;
             }
         }
         other => return Err(ModelError::Output(ivalue_kind(&other).into())),
@@ -161,7 +184,7 @@ pub fn to_torch(t: &Tensor) -> Result<tch::Tensor, ModelError> {
 }
 
 /// The WIT tensor of a libtorch tensor (moved to the CPU and made contiguous first).
-pub fn from_torch(t: &tch::Tensor) -> Result<Tensor, ModelError> {
+pub fn from_torch(name: &str, t: &tch::Tensor) -> Result<Tensor, ModelError> {
     let kind = t.kind();
     let dtype =
         dtype_of(kind).ok_or_else(|| ModelError::Output(format!("a tensor of kind {kind:?}")))?;
@@ -171,6 +194,7 @@ pub fn from_torch(t: &tch::Tensor) -> Result<Tensor, ModelError> {
     t.f_copy_data_u8(&mut data, numel)
         .map_err(|e| ModelError::Output(e.to_string()))?;
     Ok(Tensor {
+        name: name.to_string(),
         dtype,
         shape: t.size().iter().map(|&d| d as u64).collect(),
         data,

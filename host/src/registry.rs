@@ -118,6 +118,7 @@ impl ModelVersion {
             batch_size: settings.batch_size,
             max_batch_delay: settings.max_batch_delay,
             intra_op_threads,
+            gather: Default::default(),
         });
         let (queue, queue_rx) = crossbeam_channel::bounded(settings.job_queue_size);
         let version = ModelVersion {

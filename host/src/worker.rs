@@ -51,6 +51,10 @@ pub struct LaneContext {
     pub max_batch_delay: Duration,
     /// libtorch intra-op threads for this lane's forwards.
     pub intra_op_threads: usize,
+    /// Held by the lane gathering a batch, so that concurrent requests end up in one
+    /// lane's batch instead of spread one by one over idle lanes (TorchServe's
+    /// `pollBatch` lock). Not taken when `batch_size` is 1.
+    pub gather: std::sync::Mutex<()>,
 }
 
 /// A running lane; dropping it does not stop it, [`Lane::stop`] does.
@@ -100,19 +104,24 @@ fn run(
 ) {
     tch::set_num_threads(ctx.intra_op_threads as i32);
     while !stop.load(Ordering::Relaxed) {
-        let first = match queue.recv_timeout(Duration::from_millis(100)) {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let mut batch = vec![first];
-        let deadline = Instant::now() + ctx.max_batch_delay;
-        while batch.len() < ctx.batch_size {
-            match queue.recv_deadline(deadline) {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let batch = {
+            let _gathering =
+                (ctx.batch_size > 1).then(|| ctx.gather.lock().unwrap_or_else(|p| p.into_inner()));
+            let first = match queue.recv_timeout(Duration::from_millis(100)) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = vec![first];
+            let deadline = Instant::now() + ctx.max_batch_delay;
+            while batch.len() < ctx.batch_size {
+                match queue.recv_deadline(deadline) {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
             }
-        }
+            batch
+        };
         run_batch(&ctx, &mut instance, batch);
     }
 }
@@ -223,19 +232,27 @@ fn forward(ctx: &LaneContext, group: &[Pending]) -> Vec<Result<Vec<Tensor>, Pred
             Err(e) => return fail(e.to_string()),
         }
     }
+    tracing::debug!(
+        requests = group.len(),
+        "forward of a batch of {} request(s)",
+        group.len()
+    );
     let outputs = match ctx.model.forward(&args) {
         Ok(o) => o,
         Err(e) => return fail(e.to_string()),
     };
     if group.len() == 1 {
-        let converted: Result<Vec<Tensor>, _> = outputs.iter().map(model::from_torch).collect();
+        let converted: Result<Vec<Tensor>, _> = outputs
+            .iter()
+            .map(|(name, t)| model::from_torch(name, t))
+            .collect();
         return vec![converted.map_err(|e| PredictError::Model(e.to_string()))];
     }
     // Split every output along dimension 0 by each request's share of the batch.
     let sizes: Vec<i64> = group.iter().map(|p| p.inputs[0].shape[0] as i64).collect();
     let total: i64 = sizes.iter().sum();
     let mut per_request: Vec<Vec<Tensor>> = (0..group.len()).map(|_| Vec::new()).collect();
-    for out in &outputs {
+    for (name, out) in &outputs {
         if out.dim() == 0 || out.size()[0] != total {
             return fail(format!(
                 "the model's output of shape {:?} cannot be split into a batch of {total}; set batch_size to 1 for this model",
@@ -246,7 +263,7 @@ fn forward(ctx: &LaneContext, group: &[Pending]) -> Vec<Result<Vec<Tensor>, Pred
             .iter_mut()
             .zip(out.split_with_sizes(sizes.as_slice(), 0))
         {
-            match model::from_torch(&piece) {
+            match model::from_torch(name, &piece) {
                 Ok(t) => slot.push(t),
                 Err(e) => return fail(e.to_string()),
             }
@@ -270,6 +287,7 @@ fn stack<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Result<tch::Tensor, m
     let mut shape = first.shape.clone();
     shape[0] = rows;
     model::to_torch(&Tensor {
+        name: String::new(),
         dtype: first.dtype,
         shape,
         data,

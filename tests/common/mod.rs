@@ -61,6 +61,18 @@ impl ModelStore {
 
     /// `wasmserve archive` into this store; panics with its stderr when it fails.
     pub fn archive(&self, name: &str, model: &Path, handler: &str, extra: &[&Path]) -> PathBuf {
+        self.archive_with_config(name, model, handler, extra, None)
+    }
+
+    /// Like [`Self::archive`], with `yaml` as the archive's `model-config.yaml`.
+    pub fn archive_with_config(
+        &self,
+        name: &str,
+        model: &Path,
+        handler: &str,
+        extra: &[&Path],
+        yaml: Option<&str>,
+    ) -> PathBuf {
         let mut args: Vec<String> = vec![
             "archive".into(),
             "--model-name".into(),
@@ -83,6 +95,13 @@ impl ModelStore {
                     .collect::<Vec<_>>()
                     .join(","),
             );
+        }
+        let yaml_dir = tempfile::tempdir().unwrap();
+        if let Some(yaml) = yaml {
+            let path = yaml_dir.path().join("model-config.yaml");
+            std::fs::write(&path, yaml).unwrap();
+            args.push("--config-file".into());
+            args.push(path.display().to_string());
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = wasmserve(&args);
@@ -115,6 +134,16 @@ pub struct Server {
 impl Server {
     /// Starts the server over `store` with `--models models…` and extra config lines.
     pub fn start(store: &Path, models: &[&str], config: &str) -> Server {
+        Server::start_with_env(store, models, config, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment variables (e.g. `WASMSERVE_LOG`).
+    pub fn start_with_env(
+        store: &Path,
+        models: &[&str],
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
         let cfg = store.join(format!("config-{}.properties", std::process::id()));
         std::fs::write(
             &cfg,
@@ -129,6 +158,7 @@ impl Server {
         if !models.is_empty() {
             cmd.arg("--models").args(models);
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -220,4 +250,48 @@ pub fn json(resp: reqwest::blocking::Response) -> (u16, serde_json::Value) {
     let text = resp.text().unwrap();
     let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     (status, value)
+}
+
+/// Saves a TorchScript module traced from `f` on `inputs` as `dir/name` (its `forward`).
+pub fn traced_model(
+    dir: &Path,
+    name: &str,
+    inputs: &[tch::Tensor],
+    mut f: impl FnMut(&[tch::Tensor]) -> Vec<tch::Tensor>,
+) -> PathBuf {
+    let module = tch::CModule::create_by_tracing("Model", "forward", inputs, &mut f).unwrap();
+    let path = dir.join(name);
+    module.save(&path).unwrap();
+    path
+}
+
+/// Saves a TorchScript module whose `forward` is `forward` (TorchScript source, indented
+/// by four spaces, `self` first) as `dir/name`: the archive layout `torch.jit.save`
+/// writes, for models that tracing cannot express (dict, list or tuple outputs).
+pub fn scripted_model(dir: &Path, name: &str, forward: &str) -> PathBuf {
+    use std::io::Write as _;
+    let code =
+        format!("class Model(Module):\n  __parameters__ = []\n  __buffers__ = []\n{forward}\n");
+    let path = dir.join(name);
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    // A module object of class __torch__.Model with no state, and no constants (pickle
+    // protocol 2).
+    let files: [(&str, &[u8]); 5] = [
+        (
+            "model/data.pkl",
+            b"\x80\x02c__torch__\nModel\nq\x00)\x81}(ubq\x01.",
+        ),
+        ("model/constants.pkl", b"\x80\x02)."),
+        ("model/code/__torch__.py", code.as_bytes()),
+        ("model/version", b"3\n"),
+        ("model/byteorder", b"little"),
+    ];
+    for (file, bytes) in files {
+        zip.start_file(file, opts).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    path
 }

@@ -9,7 +9,9 @@
 //! owns the bindings to the `wasmserve:handler` WIT world (`wit/handler.wit`) and adds:
 //!
 //! - typed tensors: [`Tensor::from_slice`], [`Tensor::to_vec`], with dtype and shape checks;
-//! - request helpers for TorchServe's input conventions: [`Request::input`];
+//! - request helpers for TorchServe's input conventions: [`Request::input`] (the `data`
+//!   or `body` field, or the raw body), [`Request::input_bytes`] (raw or base64, also
+//!   inside a JSON body), [`Request::input_text`], [`Request::input_json`];
 //! - responses and errors: [`Response::json`], [`Error::bad_request`];
 //! - logging and custom metrics through the host: [`log`], [`metric`];
 //! - the archive's extra files: [`model_file`];
@@ -79,7 +81,7 @@ pub use bindings::wasmserve::handler::types::{
     Context, Dtype, Error, Part, Request, Response, Tensor,
 };
 pub use request::decode_base64;
-pub use tensor::{Element, dtype_size};
+pub use tensor::{Element, dtype_size, find_output};
 
 /// A request handler: the code between an HTTP request and the model.
 ///
@@ -176,6 +178,51 @@ impl Context {
         match serde_json::from_str::<serde_json::Value>(&self.config) {
             Ok(serde_json::Value::Object(mut map)) => map.remove(key),
             _ => None,
+        }
+    }
+
+    /// A positive whole-number key, `default` when absent; the error names the key.
+    pub fn config_positive(&self, key: &str, default: usize) -> Result<usize, String> {
+        match self.config_value(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n > 0)
+                .map(|n| n as usize)
+                .ok_or_else(|| {
+                    format!("model-config.yaml: `{key}` must be a positive whole number, got {v}")
+                }),
+        }
+    }
+
+    /// A number key, `default` when absent; the error names the key.
+    pub fn config_f64(&self, key: &str, default: f64) -> Result<f64, String> {
+        match self.config_value(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| format!("model-config.yaml: `{key}` must be a number, got {v}")),
+        }
+    }
+
+    /// A string key, `None` when absent; the error names the key.
+    pub fn config_str(&self, key: &str) -> Result<Option<String>, String> {
+        match self.config_value(key) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(format!(
+                "model-config.yaml: `{key}` must be a string, got {v}"
+            )),
+        }
+    }
+
+    /// A boolean key, `default` when absent; the error names the key.
+    pub fn config_bool(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.config_value(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| {
+                format!("model-config.yaml: `{key}` must be true or false, got {v}")
+            }),
         }
     }
 }

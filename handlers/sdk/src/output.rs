@@ -82,6 +82,21 @@ impl LabelMap {
         LabelMap { labels }
     }
 
+    /// Reads the archive's file `name` (see [`crate::model_file`]): a `.json` file in
+    /// one of the three formats above, any other file one label per line. `Ok(None)`
+    /// when the archive has no such file.
+    pub fn from_model_file(name: &str) -> Result<Option<LabelMap>, String> {
+        let Some(bytes) = crate::model_file(name) else {
+            return Ok(None);
+        };
+        let map = if name.ends_with(".json") {
+            LabelMap::from_json(&bytes).map_err(|e| format!("{name}: {e}"))?
+        } else {
+            LabelMap::from_lines(&String::from_utf8_lossy(&bytes))
+        };
+        Ok(Some(map))
+    }
+
     /// The label of class `index`, or the index itself when the map has none.
     pub fn label(&self, index: usize) -> String {
         self.labels

@@ -33,12 +33,62 @@ impl Request {
         Ok(&part.data)
     }
 
+    /// The input's bytes in any of TorchServe's forms: the raw bytes; or, when the input
+    /// is JSON, a base64 string (`"…"`, `{"data": "…"}` or `{"body": "…"}`), decoded.
+    pub fn input_bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
+        let raw = self.input()?;
+        if let Some(text) = json_string(raw) {
+            return decode_base64(text.as_bytes())
+                .map(std::borrow::Cow::Owned)
+                .ok_or_else(|| Error::bad_request("the JSON input is not a base64 string"));
+        }
+        Ok(std::borrow::Cow::Borrowed(raw))
+    }
+
+    /// The input as text: a JSON string (`"…"`, `{"data": "…"}`, `{"text": "…"}` or
+    /// `{"body": "…"}`), else the raw bytes as UTF-8. Fails with 400 when not UTF-8.
+    pub fn input_text(&self) -> Result<String, Error> {
+        let raw = self.input()?;
+        if let Some(text) = json_string(raw) {
+            return Ok(text);
+        }
+        String::from_utf8(raw.to_vec())
+            .map_err(|_| Error::bad_request("the input is not UTF-8 text"))
+    }
+
+    /// The input parsed as JSON. Fails with 400 when it is not JSON.
+    pub fn input_json(&self) -> Result<serde_json::Value, Error> {
+        serde_json::from_slice(self.input()?)
+            .map_err(|e| Error::bad_request(format!("the input is not valid JSON: {e}")))
+    }
+
     /// The value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The string a JSON input carries: the document itself when it is a string, or its
+/// `data`, `text` or `body` field. `None` when `raw` is not such JSON.
+fn json_string(raw: &[u8]) -> Option<String> {
+    let first = raw.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'"' && *first != b'{' {
+        return None;
+    }
+    match serde_json::from_slice::<serde_json::Value>(raw).ok()? {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Object(mut m) => {
+            ["data", "text", "body"]
+                .iter()
+                .find_map(|k| match m.remove(*k) {
+                    Some(serde_json::Value::String(s)) => Some(s),
+                    _ => None,
+                })
+        }
+        _ => None,
     }
 }
 

@@ -81,6 +81,7 @@ impl Tensor {
             x.write_le(&mut bytes);
         }
         Ok(Tensor {
+            name: String::new(),
             dtype: T::DTYPE,
             shape: shape.to_vec(),
             data: bytes,
@@ -98,6 +99,47 @@ impl Tensor {
         }
         self.check()?;
         Ok(self.data.chunks_exact(T::SIZE).map(T::read_le).collect())
+    }
+
+    /// The elements converted to `f64`, whatever the dtype (half precision excepted).
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>, Error> {
+        Ok(match self.dtype {
+            Dtype::Float32 => self.to_vec::<f32>()?.into_iter().map(f64::from).collect(),
+            Dtype::Float64 => self.to_vec::<f64>()?,
+            Dtype::Int64 => self
+                .to_vec::<i64>()?
+                .into_iter()
+                .map(|x| x as f64)
+                .collect(),
+            Dtype::Int32 => self.to_vec::<i32>()?.into_iter().map(f64::from).collect(),
+            Dtype::Int16 => self.to_vec::<i16>()?.into_iter().map(f64::from).collect(),
+            Dtype::Int8 => self.to_vec::<i8>()?.into_iter().map(f64::from).collect(),
+            Dtype::Uint8 => self.to_vec::<u8>()?.into_iter().map(f64::from).collect(),
+            Dtype::Boolean => self
+                .to_vec::<bool>()?
+                .into_iter()
+                .map(|b| b as u8 as f64)
+                .collect(),
+            Dtype::Float16 | Dtype::Bfloat16 => {
+                return Err(Error::internal(
+                    "half-precision tensors are not supported here; use float32",
+                ));
+            }
+        })
+    }
+
+    /// The same tensor under another name.
+    pub fn named(mut self, name: impl Into<String>) -> Tensor {
+        self.name = name.into();
+        self
+    }
+
+    /// The shape without its leading batch dimension of 1, if it has one.
+    pub fn unbatched_shape(&self) -> &[u64] {
+        match self.shape.split_first() {
+            Some((1, rest)) => rest,
+            _ => &self.shape,
+        }
     }
 
     /// The number of elements its shape holds.
@@ -125,4 +167,14 @@ fn numel(shape: &[u64]) -> Result<u64, Error> {
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| Error::internal(format!("tensor shape {shape:?} overflows")))
+}
+
+/// Finds the output called `key` among a model's outputs: an exact name, or the last
+/// segment of a nested one (`"1.0.boxes"` matches `"boxes"`).
+pub fn find_output<'a>(outputs: &'a [Tensor], key: &str) -> Option<&'a Tensor> {
+    outputs.iter().find(|t| t.name == key).or_else(|| {
+        outputs
+            .iter()
+            .find(|t| t.name.rsplit('.').next() == Some(key))
+    })
 }

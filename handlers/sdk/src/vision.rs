@@ -10,7 +10,9 @@
 use fast_image_resize::images::{Image as FirImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
-use crate::{Error, Tensor};
+use std::borrow::Cow;
+
+use crate::{Error, Request, Tensor, decode_base64};
 
 /// ImageNet's per-channel mean, used by torchvision's pretrained classifiers.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -167,4 +169,27 @@ pub fn imagenet_transform(bytes: &[u8]) -> Result<Tensor, Error> {
         &IMAGENET_MEAN,
         &IMAGENET_STD,
     )
+}
+
+/// torchvision's `ToTensor()` alone: the decoded RGB image, no resize, scaled to [0, 1],
+/// as a float32 `[1, 3, H, W]` tensor (what detection models take).
+pub fn to_tensor(bytes: &[u8]) -> Result<Tensor, Error> {
+    let img = decode_rgb(bytes)?;
+    let (w, h) = (img.width, img.height);
+    img.to_chw_tensor((0, 0), (w, h), 1.0 / 255.0, &[0.0; 3], &[1.0; 3])
+}
+
+/// The image a request carries, in any of TorchServe's forms: raw bytes or a form field
+/// (`data`/`body`), base64 in a JSON body, or a raw body of base64 text.
+pub fn image_bytes(req: &Request) -> Result<Cow<'_, [u8]>, Error> {
+    let input = req.input_bytes()?;
+    if image::guess_format(&input).is_ok() {
+        return Ok(input);
+    }
+    match decode_base64(&input) {
+        Some(bytes) if image::guess_format(&bytes).is_ok() => Ok(Cow::Owned(bytes)),
+        _ => Err(Error::bad_request(
+            "the input is not an image: expected a JPEG or PNG file",
+        )),
+    }
 }
