@@ -1,17 +1,7 @@
 //! `wasmserve`: the command line. `archive` packs a model archive, `start` runs the
 //! server (in the background unless `--foreground`), `stop` stops a background server.
 
-mod api;
-mod archive;
-mod builtin;
-mod config;
-mod daemon;
-mod model;
-mod registry;
-mod runtime;
-mod scaffold;
-mod server;
-mod worker;
+use wasmserve::{archive, builtin, config, daemon, runtime, scaffold, server};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

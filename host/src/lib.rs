@@ -1,0 +1,29 @@
+//! wasmserve: a TorchServe-compatible model server. TorchScript models run natively in
+//! libtorch; each model's request handler is a sandboxed WebAssembly component.
+//!
+//! The binary (`main.rs`) is the command line; this library is the server, one module
+//! per concern:
+//!
+//! - [`archive`]: the `.mar` format, writing archives and extracting them safely;
+//! - [`runtime`]: compiling, checking and sandboxing handler components (wasmtime);
+//! - [`builtin`]: the handler components embedded in the binary;
+//! - [`model`]: TorchScript models through tch;
+//! - [`worker`]: worker lanes, batching, preprocess → forward → postprocess;
+//! - [`registry`]: the served models and their versions;
+//! - [`api`]: the HTTP APIs;
+//! - [`config`]: `config.properties` and `model-config.yaml`;
+//! - [`server`], [`daemon`]: running in the foreground, starting and stopping in the
+//!   background;
+//! - [`scaffold`]: `wasmserve handler new`.
+
+pub mod api;
+pub mod archive;
+pub mod builtin;
+pub mod config;
+pub mod daemon;
+pub mod model;
+pub mod registry;
+pub mod runtime;
+pub mod scaffold;
+pub mod server;
+pub mod worker;
