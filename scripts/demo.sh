@@ -23,7 +23,8 @@ echo "== archive"
 
 echo "== start"
 cfg="$store/config.properties"
-echo "inference_address=http://127.0.0.1:${WASMSERVE_DEMO_PORT:-8080}" > "$cfg"
+port="${WASMSERVE_DEMO_PORT:-8080}"
+printf 'inference_address=http://127.0.0.1:%s\nmanagement_address=http://127.0.0.1:%s\n' "$port" "$((port + 1))" > "$cfg"
 "$bin" start --model-store "$store" --models mobilenet=mobilenet.mar --ts-config "$cfg" --log-dir "$store/logs"
 
 echo "== predict kitten.jpg"

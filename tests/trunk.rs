@@ -445,7 +445,13 @@ fn start_in_background_then_stop() {
         .local_addr()
         .unwrap()
         .port();
-    std::fs::write(&cfg, format!("inference_address=http://127.0.0.1:{port}\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "inference_address=http://127.0.0.1:{port}\nmanagement_address=http://127.0.0.1:0\n"
+        ),
+    )
+    .unwrap();
     let pid_file = store.path().join("wasmserve.pid");
     let run = |args: &[&str]| {
         std::process::Command::new(bin())

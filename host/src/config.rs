@@ -33,6 +33,11 @@ fn bad(key: &str, message: impl Into<String>) -> ConfigError {
 pub struct ServerConfig {
     /// `inference_address`, default `http://127.0.0.1:8080`. Port 0 picks a free port.
     pub inference_address: SocketAddr,
+    /// `management_address`, default `http://127.0.0.1:8081`.
+    pub management_address: SocketAddr,
+    /// `enable_model_api`: whether models may be registered and unregistered through
+    /// the management API (TorchServe 0.11+: off by default; `--enable-model-api`).
+    pub enable_model_api: bool,
     /// `model_store`: where archives named without a path are looked up.
     pub model_store: Option<PathBuf>,
     /// `load_models`: archives to load at startup (`name=file.mar`, `file.mar` or `all`).
@@ -58,6 +63,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             inference_address: "127.0.0.1:8080".parse().unwrap(),
+            management_address: "127.0.0.1:8081".parse().unwrap(),
+            enable_model_api: false,
             model_store: None,
             load_models: Vec::new(),
             default_workers_per_model: num_cores(),
@@ -80,11 +87,9 @@ pub fn num_cores() -> usize {
 
 /// Keys TorchServe defines that wasmserve accepts but does not act on yet.
 const ACCEPTED_LATER: &[&str] = &[
-    "management_address",
     "metrics_address",
     "max_response_size",
     "allowed_urls",
-    "enable_model_api",
     "disable_token_authorization",
     "certificate_file",
     "private_key_file",
@@ -107,6 +112,8 @@ impl ServerConfig {
         for (key, value) in props {
             match key.as_str() {
                 "inference_address" => self.inference_address = parse_address(key, value)?,
+                "management_address" => self.management_address = parse_address(key, value)?,
+                "enable_model_api" => self.enable_model_api = parse_bool(key, value)?,
                 "model_store" => self.model_store = Some(PathBuf::from(value)),
                 "load_models" => {
                     self.load_models = value
@@ -187,6 +194,14 @@ fn parse_address(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
             format!("{value:?} is not an address like http://127.0.0.1:8080"),
         )
     })
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(bad(key, format!("{value:?} is not true or false"))),
+    }
 }
 
 fn parse_number(key: &str, value: &str) -> Result<usize, ConfigError> {
@@ -289,6 +304,36 @@ impl ModelSettings {
                     self.max_workers, self.min_workers
                 ),
             ));
+        }
+        Ok(())
+    }
+}
+
+/// Settings given by the management API at registration; they win over the archive's.
+#[derive(Clone, Debug, Default)]
+pub struct ModelOverrides {
+    pub batch_size: Option<usize>,
+    pub max_batch_delay: Option<Duration>,
+    pub response_timeout: Option<Duration>,
+    pub initial_workers: Option<usize>,
+}
+
+impl ModelOverrides {
+    /// Applies the overrides; `initial_workers` sets `minWorkers` (and raises
+    /// `maxWorkers` to it).
+    pub fn apply(&self, settings: &mut ModelSettings) -> Result<(), String> {
+        if let Some(b) = self.batch_size {
+            settings.batch_size = b.max(1);
+        }
+        if let Some(d) = self.max_batch_delay {
+            settings.max_batch_delay = d;
+        }
+        if let Some(t) = self.response_timeout {
+            settings.response_timeout = t;
+        }
+        if let Some(w) = self.initial_workers {
+            settings.min_workers = w;
+            settings.max_workers = settings.max_workers.max(w);
         }
         Ok(())
     }

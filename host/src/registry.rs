@@ -18,6 +18,20 @@ use crate::model::Model;
 use crate::runtime::{Context, HandlerRuntime, Sandbox};
 use crate::worker::{Job, Lane, LaneContext};
 
+/// What to load, and the management API's overrides of the archive's settings.
+#[derive(Clone, Debug, Default)]
+pub struct LoadRequest {
+    /// The name to serve it under (default: the manifest's `modelName`).
+    pub name: Option<String>,
+    /// Where it came from, as given (`modelUrl`).
+    pub url: String,
+    /// The archive file or unpacked folder.
+    pub path: PathBuf,
+    pub overrides: crate::config::ModelOverrides,
+    /// Loaded by `--models` / `load_models`.
+    pub at_startup: bool,
+}
+
 /// Why a model could not be loaded; the message names the archive and the step.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot load {archive}: {message}")]
@@ -32,7 +46,14 @@ pub struct ModelVersion {
     pub version: String,
     /// Where the archive came from, as given (TorchServe's `modelUrl`).
     pub url: String,
+    /// The manifest's runtime (`wasm`, or `python` for TorchServe-made archives).
+    pub runtime: String,
+    /// Whether it came from `--models` / `load_models` rather than the management API.
+    pub loaded_at_startup: bool,
+    /// Settings fixed at load time (batching, timeouts, queue size).
     pub settings: ModelSettings,
+    /// `(minWorkers, maxWorkers)`, changed by the scale API.
+    workers_range: Mutex<(usize, usize)>,
     queue: Sender<Job>,
     /// Kept so that new lanes can attach to the queue.
     queue_rx: Receiver<Job>,
@@ -43,16 +64,20 @@ pub struct ModelVersion {
 }
 
 impl ModelVersion {
-    /// Opens `archive_path`, loads everything and starts `settings.min_workers` lanes
-    /// (at least one).
+    /// Opens `archive_path` and loads everything: settings are the server's defaults <
+    /// the archive's `model-config.yaml` < `overrides` (the management API's). Starts no
+    /// worker: call [`ModelVersion::scale_to`].
     pub fn load(
-        name: Option<&str>,
-        url: &str,
-        archive_path: &Path,
+        request: &LoadRequest,
         server: &ServerConfig,
         runtime: &HandlerRuntime,
         work_dir: &Path,
     ) -> Result<ModelVersion, LoadError> {
+        let (name, url, archive_path) = (
+            request.name.as_deref(),
+            request.url.as_str(),
+            request.path.as_path(),
+        );
         let err = |message: String| LoadError {
             archive: url.to_string(),
             message,
@@ -70,6 +95,7 @@ impl ModelVersion {
                 .apply_yaml(&text, cfg)
                 .map_err(|e| err(e.to_string()))?;
         }
+        request.overrides.apply(&mut settings).map_err(err)?;
 
         let handler_name = m
             .handler
@@ -105,6 +131,9 @@ impl ModelVersion {
             device: "cpu".into(),
         };
         let workers = settings.min_workers.max(1);
+        // libtorch threads per forward: the cores shared among the lanes this version
+        // will run at most, so that concurrent forwards do not oversubscribe the CPU.
+        let workers = settings.max_workers.max(workers);
         let intra_op_threads = server
             .intra_op_threads
             .unwrap_or_else(|| (crate::config::num_cores() / workers).max(1));
@@ -125,6 +154,9 @@ impl ModelVersion {
             name: model_name,
             version: m.model_version.clone(),
             url: url.to_string(),
+            runtime: archive.manifest.runtime.clone(),
+            loaded_at_startup: request.at_startup,
+            workers_range: Mutex::new((settings.min_workers, settings.max_workers)),
             settings,
             queue,
             queue_rx,
@@ -132,8 +164,72 @@ impl ModelVersion {
             lanes: Mutex::new(Vec::new()),
             _archive: archive,
         };
-        version.scale_to(workers).map_err(err)?;
         Ok(version)
+    }
+
+    /// Sets the worker range and starts or stops lanes to `min` (TorchServe keeps
+    /// `minWorkers` running; `maxWorkers` is reported and bounds the threads per lane).
+    pub fn scale(&self, min: usize, max: usize) -> Result<(), String> {
+        *self.workers_range.lock().unwrap_or_else(|p| p.into_inner()) = (min, max);
+        self.scale_to(min)
+    }
+
+    /// `(minWorkers, maxWorkers)`.
+    pub fn workers_range(&self) -> (usize, usize) {
+        *self.workers_range.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits (up to the response timeout) until no request is queued, then stops every
+    /// lane; a lane finishes its batch in flight first.
+    pub fn drain(&self) {
+        let deadline = std::time::Instant::now() + self.settings.response_timeout;
+        while !self.queue.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = self.scale_to(0);
+    }
+
+    /// The description TorchServe's `GET /models/{name}` gives for one version.
+    pub fn describe(&self) -> serde_json::Value {
+        let (min, max) = self.workers_range();
+        let pid = std::process::id();
+        let workers: Vec<serde_json::Value> = self
+            .lanes
+            .lock()
+            .map(|lanes| {
+                lanes
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({
+                            "id": (9000 + l.id).to_string(),
+                            "startTime": l.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                            "status": "READY",
+                            "memoryUsage": 0,
+                            "pid": pid,
+                            "gpu": false,
+                            "gpuUsage": "N/A",
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        serde_json::json!({
+            "modelName": self.name,
+            "modelVersion": self.version,
+            "modelUrl": self.url,
+            "runtime": self.runtime,
+            "minWorkers": min,
+            "maxWorkers": max,
+            "batchSize": self.settings.batch_size,
+            "maxBatchDelay": self.settings.max_batch_delay.as_millis() as u64,
+            "responseTimeout": self.settings.response_timeout.as_secs(),
+            "loadedAtStartup": self.loaded_at_startup,
+            "workers": workers,
+            "jobQueueStatus": {
+                "remainingCapacity": self.settings.job_queue_size - self.queue.len().min(self.settings.job_queue_size),
+                "pendingRequests": self.queue.len(),
+            },
+        })
     }
 
     /// Starts or stops lanes until there are `n`.
@@ -190,6 +286,32 @@ pub enum LookupError {
     VersionNotFound { model: String, version: String },
 }
 
+fn conflict(v: &ModelVersion) -> String {
+    format!(
+        "Model version {} for model {} already registered.",
+        v.version, v.name
+    )
+}
+
+/// Why a model could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// That name and version are already served.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Why a version could not be unregistered.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error("Cannot remove default version for model {0}")]
+    DefaultVersion(String),
+}
+
 /// The served models.
 #[derive(Default)]
 pub struct Registry {
@@ -197,16 +319,39 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Loads `request`, optionally starts its `minWorkers` lanes, and registers it. On
+    /// any failure nothing is registered and the extracted archive is gone.
+    pub fn register(
+        &self,
+        request: &LoadRequest,
+        server: &ServerConfig,
+        runtime: &HandlerRuntime,
+        work_dir: &Path,
+        start_workers: bool,
+    ) -> Result<Arc<ModelVersion>, RegisterError> {
+        let version = ModelVersion::load(request, server, runtime, work_dir)?;
+        if self.get(&version.name, Some(&version.version)).is_ok() {
+            return Err(RegisterError::Conflict(conflict(&version)));
+        }
+        if start_workers {
+            let (min, max) = version.workers_range();
+            version.scale(min, max).map_err(|message| LoadError {
+                archive: request.url.clone(),
+                message,
+            })?;
+        }
+        let (name, v) = (version.name.clone(), version.version.clone());
+        self.insert(version).map_err(RegisterError::Conflict)?;
+        Ok(self.get(&name, Some(&v)).expect("just inserted"))
+    }
+
     /// Adds a loaded version; the first version of a model becomes its default.
     /// Fails when that version is already registered.
     pub fn insert(&self, version: ModelVersion) -> Result<(), String> {
         let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
         let entry = models.entry(version.name.clone()).or_default();
         if entry.versions.contains_key(&version.version) {
-            return Err(format!(
-                "Model version {} for model {} already registered.",
-                version.version, version.name
-            ));
+            return Err(conflict(&version));
         }
         if entry.versions.is_empty() {
             entry.default_version = version.version.clone();
@@ -234,13 +379,78 @@ impl Registry {
             })
     }
 
+    /// Every version of `name`, in version order.
+    pub fn versions(&self, name: &str) -> Result<Vec<Arc<ModelVersion>>, LookupError> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        let entry = models
+            .get(name)
+            .ok_or_else(|| LookupError::ModelNotFound(name.to_string()))?;
+        Ok(entry.versions.values().cloned().collect())
+    }
+
+    /// `(name, default version)` of every model, sorted by name.
+    pub fn list(&self) -> Vec<(String, Arc<ModelVersion>)> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models
+            .iter()
+            .filter_map(|(name, e)| {
+                Some((name.clone(), e.versions.get(&e.default_version)?.clone()))
+            })
+            .collect()
+    }
+
+    /// Makes `version` the default of `name`.
+    pub fn set_default(&self, name: &str, version: &str) -> Result<(), LookupError> {
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        let entry = models
+            .get_mut(name)
+            .ok_or_else(|| LookupError::ModelNotFound(name.to_string()))?;
+        if !entry.versions.contains_key(version) {
+            return Err(LookupError::VersionNotFound {
+                model: name.to_string(),
+                version: version.to_string(),
+            });
+        }
+        entry.default_version = version.to_string();
+        Ok(())
+    }
+
+    /// Takes `version` (default: the default version) of `name` out of service and
+    /// returns it; the caller drains it. The default version cannot go while others stay.
+    pub fn remove(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Arc<ModelVersion>, RemoveError> {
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        let entry = models
+            .get_mut(name)
+            .ok_or_else(|| LookupError::ModelNotFound(name.to_string()))?;
+        let v = version.unwrap_or(&entry.default_version).to_string();
+        if !entry.versions.contains_key(&v) {
+            return Err(LookupError::VersionNotFound {
+                model: name.to_string(),
+                version: v,
+            }
+            .into());
+        }
+        if v == entry.default_version && entry.versions.len() > 1 {
+            return Err(RemoveError::DefaultVersion(name.to_string()));
+        }
+        let removed = entry.versions.remove(&v).expect("checked above");
+        if entry.versions.is_empty() {
+            models.remove(name);
+        }
+        Ok(removed)
+    }
+
     /// Whether every model has at least its minimum of workers running.
     pub fn healthy(&self) -> bool {
         let models = self.models.read().unwrap_or_else(|p| p.into_inner());
         models
             .values()
             .flat_map(|e| e.versions.values())
-            .all(|v| v.workers() >= v.settings.min_workers.min(1))
+            .all(|v| v.workers() >= v.workers_range().0.min(1))
     }
 
     /// Removes every model, stopping their lanes.

@@ -10,8 +10,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::inference::InferenceApi;
+use crate::api::management::ManagementApi;
 use crate::config::ServerConfig;
-use crate::registry::{ModelVersion, Registry, resolve_archive};
+use crate::registry::{LoadRequest, Registry, resolve_archive};
 use crate::runtime::{HandlerRuntime, Limits};
 
 /// `wasmserve start` arguments (TorchServe's flags).
@@ -30,6 +31,9 @@ pub struct StartArgs {
     /// Do not write config snapshots (accepted for TorchServe compatibility).
     #[arg(long)]
     pub ncs: bool,
+    /// Allow registering and unregistering models through the management API.
+    #[arg(long)]
+    pub enable_model_api: bool,
     /// Stay in the foreground instead of starting a background server.
     #[arg(long)]
     pub foreground: bool,
@@ -51,6 +55,7 @@ impl StartArgs {
         if !self.models.is_empty() {
             config.load_models = self.models.clone();
         }
+        config.enable_model_api |= self.enable_model_api;
         if let Some(store) = config.model_store.as_ref().filter(|s| !s.is_dir()) {
             anyhow::bail!("the model store {} is not a folder", store.display());
         }
@@ -88,52 +93,84 @@ fn component_cache() -> Option<PathBuf> {
     Some(root.join("components"))
 }
 
+/// What the APIs share: the served models and what loading new ones takes.
+pub struct ServerState {
+    pub registry: Arc<Registry>,
+    pub runtime: Arc<HandlerRuntime>,
+    pub config: ServerConfig,
+    /// Where archives are extracted; removed when the server stops.
+    pub work_dir: PathBuf,
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for the {what} (is another server running? `wasmserve stop`, or set {key})")
+    })
+}
+
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
-    let inference = TcpListener::bind(config.inference_address).await.with_context(|| {
-        format!(
-            "cannot listen on {} for the inference API (is another server running? `wasmserve stop`, or set inference_address)",
-            config.inference_address
-        )
-    })?;
-    let inference_addr = inference.local_addr()?;
+    let inference = bind(
+        config.inference_address,
+        "inference API",
+        "inference_address",
+    )
+    .await?;
+    let management = bind(
+        config.management_address,
+        "management API",
+        "management_address",
+    )
+    .await?;
+    let (inference_addr, management_addr) = (inference.local_addr()?, management.local_addr()?);
 
     let runtime = Arc::new(HandlerRuntime::new(Limits::default(), component_cache())?);
     let work_dir = tempfile::Builder::new()
         .prefix("wasmserve-")
         .tempdir()
         .context("creating a work folder")?;
-    let registry = Arc::new(Registry::default());
-    load_startup_models(&config, &runtime, &registry, work_dir.path()).await;
+    let state = Arc::new(ServerState {
+        registry: Arc::new(Registry::default()),
+        runtime,
+        config,
+        work_dir: work_dir.path().to_path_buf(),
+    });
+    load_startup_models(&state).await;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let api = Arc::new(InferenceApi {
-        registry: registry.clone(),
-        max_request_size: config.max_request_size,
+        registry: state.registry.clone(),
+        max_request_size: state.config.max_request_size,
     });
-    let server = tokio::spawn(crate::api::serve(
+    let inference_server = tokio::spawn(crate::api::serve(
         inference,
         move |req, peer| api.clone().handle(req, peer),
+        shutdown_rx.clone(),
+    ));
+    let mgmt = Arc::new(ManagementApi {
+        state: state.clone(),
+    });
+    let management_server = tokio::spawn(crate::api::serve(
+        management,
+        move |req, peer| mgmt.clone().handle(req, peer),
         shutdown_rx,
     ));
     println!("wasmserve: inference API on http://{inference_addr}");
+    println!("wasmserve: management API on http://{management_addr}");
     crate::daemon::announce_ready()?;
 
     wait_for_signal().await;
     tracing::info!("stopping: no new connections; finishing requests in flight");
     let _ = shutdown_tx.send(true);
-    let _ = server.await;
+    let _ = tokio::join!(inference_server, management_server);
+    let registry = state.registry.clone();
     tokio::task::spawn_blocking(move || registry.clear()).await?;
     crate::daemon::forget_pid();
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn load_startup_models(
-    config: &ServerConfig,
-    runtime: &Arc<HandlerRuntime>,
-    registry: &Arc<Registry>,
-    work_dir: &std::path::Path,
-) {
+async fn load_startup_models(state: &Arc<ServerState>) {
+    let config = &state.config;
     let mut entries = Vec::new();
     for entry in &config.load_models {
         if entry == "all" {
@@ -162,33 +199,32 @@ async fn load_startup_models(
     }
     for entry in entries {
         let (name, url, path) = resolve_archive(&entry, config.model_store.as_deref());
-        let (config, runtime, registry, work_dir) = (
-            config.clone(),
-            runtime.clone(),
-            registry.clone(),
-            work_dir.to_path_buf(),
-        );
+        let request = LoadRequest {
+            name,
+            url,
+            path,
+            at_startup: true,
+            ..Default::default()
+        };
+        let state = state.clone();
         let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {
-            let version =
-                ModelVersion::load(name.as_deref(), &url, &path, &config, &runtime, &work_dir)?;
-            let (n, v, w) = (
-                version.name.clone(),
-                format!("{} from {}", version.version, version.url),
-                version.workers(),
-            );
-            registry
-                .insert(version)
-                .map_err(|message| crate::registry::LoadError {
-                    archive: url.clone(),
-                    message,
-                })?;
-            Ok::<_, crate::registry::LoadError>((n, v, w))
+            state.registry.register(
+                &request,
+                &state.config,
+                &state.runtime,
+                &state.work_dir,
+                true,
+            )
         })
         .await;
         match result {
-            Ok(Ok((name, version, workers))) => tracing::info!(
-                "loaded model {name} version {version} with {workers} worker(s) in {} ms",
+            Ok(Ok(v)) => tracing::info!(
+                "loaded model {} version {} from {} with {} worker(s) in {} ms",
+                v.name,
+                v.version,
+                v.url,
+                v.workers(),
                 started.elapsed().as_millis()
             ),
             Ok(Err(e)) => tracing::error!("{e}"),

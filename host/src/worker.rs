@@ -60,6 +60,8 @@ pub struct LaneContext {
 /// A running lane; dropping it does not stop it, [`Lane::stop`] does.
 pub struct Lane {
     pub id: usize,
+    /// When the lane started (TorchServe's worker `startTime`).
+    pub started: chrono::DateTime<chrono::Utc>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -82,6 +84,7 @@ impl Lane {
             .map_err(|e| RuntimeError::Other(format!("cannot start a worker thread: {e}")))?;
         Ok(Lane {
             id,
+            started: chrono::Utc::now(),
             stop,
             thread: Some(thread),
         })

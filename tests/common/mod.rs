@@ -127,7 +127,10 @@ impl ModelStore {
 /// A `wasmserve start --foreground` child on an ephemeral port, stopped on drop.
 pub struct Server {
     child: Child,
+    /// `http://127.0.0.1:PORT` of the inference API.
     pub base: String,
+    /// `http://127.0.0.1:PORT` of the management API.
+    pub management: String,
     log: Arc<Mutex<String>>,
 }
 
@@ -147,7 +150,7 @@ impl Server {
         let cfg = store.join(format!("config-{}.properties", std::process::id()));
         std::fs::write(
             &cfg,
-            format!("inference_address=http://127.0.0.1:0\n{config}\n"),
+            format!("inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n{config}\n"),
         )
         .unwrap();
         let mut cmd = Command::new(bin());
@@ -169,8 +172,10 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("wasmserve: inference API on ") {
-                    let _ = tx.send(url.to_string());
+                for api in ["inference", "management"] {
+                    if let Some(url) = line.strip_prefix(&format!("wasmserve: {api} API on ")) {
+                        let _ = tx.send((api, url.to_string()));
+                    }
                 }
             }
         });
@@ -183,21 +188,35 @@ impl Server {
                 log.push('\n');
             }
         });
-        let base = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "the server did not come up; its log:\n{}",
-                    log.lock().unwrap()
-                );
+        let (mut base, mut management) = (String::new(), String::new());
+        while base.is_empty() || management.is_empty() {
+            match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok(("inference", url)) => base = url,
+                Ok((_, url)) => management = url,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "the server did not come up; its log:\n{}",
+                        log.lock().unwrap()
+                    );
+                }
             }
-        };
-        Server { child, base, log }
+        }
+        Server {
+            child,
+            base,
+            management,
+            log,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A URL on the management API.
+    pub fn mgmt(&self, path: &str) -> String {
+        format!("{}{path}", self.management)
     }
 
     /// Everything the server wrote to stderr so far.

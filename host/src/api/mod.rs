@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod inference;
+pub mod management;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,0 +1,356 @@
+//! The management API, end to end and in TorchServe's words: register, scale, describe,
+//! infer, set-default and unregister with two versions; pagination; every documented
+//! error status.
+
+mod common;
+
+use common::*;
+use reqwest::blocking::Response;
+use serde_json::json;
+
+/// Archives vit4mnist with the example handler as `file` in `store`, version `version`.
+fn mnist_archive(store: &ModelStore, file: &str, version: &str) {
+    let handler = guest("mnist_handler");
+    let out = wasmserve(&[
+        "archive",
+        "--model-name",
+        "mnist",
+        "-v",
+        version,
+        "--serialized-file",
+        asset("models/vit4mnist.ptl").to_str().unwrap(),
+        "--handler",
+        handler.to_str().unwrap(),
+        "--export-path",
+        store.path().to_str().unwrap(),
+        "-f",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(store.path().join("mnist.mar"), store.path().join(file)).unwrap();
+}
+
+fn call(method: reqwest::Method, url: String) -> (u16, serde_json::Value) {
+    json(client().request(method, url).send().unwrap())
+}
+
+fn digit(server: &Server, path: &str, d: u32) -> Response {
+    server.post(
+        path,
+        std::fs::read(asset(&format!("images/mnist/{d}.png"))).unwrap(),
+    )
+}
+
+#[test]
+fn registration_is_off_unless_enabled() {
+    let store = ModelStore::new();
+    mnist_archive(&store, "mnist_v1.mar", "1.0");
+    let server = Server::start(store.path(), &[], "");
+    let (status, body) = call(
+        reqwest::Method::POST,
+        server.mgmt("/models?url=mnist_v1.mar"),
+    );
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(body["type"], "MethodNotAllowedException");
+    let (status, body) = call(reqwest::Method::GET, server.mgmt("/models"));
+    assert_eq!((status, body), (200, json!({"models": []})));
+}
+
+#[test]
+fn the_whole_lifecycle_with_two_versions() {
+    use reqwest::Method;
+    let store = ModelStore::new();
+    mnist_archive(&store, "mnist_v1.mar", "1.0");
+    mnist_archive(&store, "mnist_v2.mar", "2.0");
+    let server = Server::start(
+        store.path(),
+        &[],
+        "enable_model_api=true\ndefault_workers_per_model=1",
+    );
+
+    // Register both versions, one synchronously, one not.
+    let (status, body) = call(
+        Method::POST,
+        server.mgmt("/models?url=mnist_v1.mar&initial_workers=1&synchronous=true"),
+    );
+    assert_eq!(
+        (status, &body),
+        (
+            200,
+            &json!({"status": "Model \"mnist\" Version: 1.0 registered with 1 initial workers"})
+        )
+    );
+    let (status, body) = json(
+        client()
+            .post(server.mgmt("/models"))
+            .json(&json!({"url": "mnist_v2.mar", "initial_workers": 1, "synchronous": false, "batch_size": 4, "max_batch_delay": 50}))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(
+        (status, &body),
+        (202, &json!({"status": "Processing worker updates..."}))
+    );
+    let (status, body) = call(Method::POST, server.mgmt("/models?url=mnist_v1.mar"));
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body["message"],
+        "Model version 1.0 for model mnist already registered."
+    );
+
+    // Describe: the default (first) version, one version, all versions.
+    let (status, body) = call(Method::GET, server.mgmt("/models/mnist"));
+    assert_eq!(status, 200);
+    let d = &body[0];
+    assert_eq!(
+        (d["modelName"].as_str(), d["modelVersion"].as_str()),
+        (Some("mnist"), Some("1.0"))
+    );
+    assert_eq!(d["modelUrl"], "mnist_v1.mar");
+    assert_eq!(d["workers"].as_array().unwrap().len(), 1);
+    assert_eq!(d["workers"][0]["status"], "READY");
+    assert_eq!(d["loadedAtStartup"], false);
+    for key in [
+        "runtime",
+        "minWorkers",
+        "maxWorkers",
+        "batchSize",
+        "maxBatchDelay",
+        "responseTimeout",
+        "jobQueueStatus",
+    ] {
+        assert!(d.get(key).is_some(), "{key} missing: {d}");
+    }
+    let (_, body) = call(Method::GET, server.mgmt("/models/mnist/2.0"));
+    assert_eq!(
+        (
+            body[0]["batchSize"].as_u64(),
+            body[0]["maxBatchDelay"].as_u64()
+        ),
+        (Some(4), Some(50))
+    );
+    let (_, body) = call(Method::GET, server.mgmt("/models/mnist/all"));
+    assert_eq!(body.as_array().unwrap().len(), 2);
+
+    // Infer on each version and on the default.
+    for path in [
+        "/predictions/mnist",
+        "/predictions/mnist/1.0",
+        "/predictions/mnist/2.0",
+    ] {
+        let mut tries = 0;
+        let (status, body) = loop {
+            let r = json(digit(&server, path, 7));
+            // The asynchronously registered version may still be starting its worker.
+            if r.0 != 503 || tries > 50 {
+                break r;
+            }
+            tries += 1;
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert_eq!((status, body), (200, json!(7)), "{path}");
+    }
+
+    // Scale the second version up synchronously, then down asynchronously.
+    let (status, body) = call(
+        Method::PUT,
+        server.mgmt("/models/mnist/2.0?min_worker=3&max_worker=4&synchronous=true"),
+    );
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"status": "Workers scaled to 3 for model: mnist, version: 2.0"})
+        )
+    );
+    let (_, body) = call(Method::GET, server.mgmt("/models/mnist/2.0"));
+    assert_eq!(body[0]["workers"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        (
+            body[0]["minWorkers"].as_u64(),
+            body[0]["maxWorkers"].as_u64()
+        ),
+        (Some(3), Some(4))
+    );
+    let (status, _) = call(Method::PUT, server.mgmt("/models/mnist/2.0?min_worker=1"));
+    assert_eq!(status, 202);
+    let (status, body) = call(
+        Method::PUT,
+        server.mgmt("/models/mnist?min_worker=3&max_worker=2"),
+    );
+    assert_eq!(status, 400, "{body}");
+
+    // Set the default, refuse to remove it while another version stays, remove both.
+    let (status, body) = call(Method::PUT, server.mgmt("/models/mnist/2.0/set-default"));
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"status": "Default version successfully updated for model \"mnist\" to \"2.0\""})
+        )
+    );
+    let (_, body) = call(Method::GET, server.mgmt("/models/mnist"));
+    assert_eq!(body[0]["modelVersion"], "2.0");
+    let (status, body) = call(Method::DELETE, server.mgmt("/models/mnist/2.0"));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "Cannot remove default version for model mnist"
+    );
+    let (status, body) = call(Method::DELETE, server.mgmt("/models/mnist/1.0"));
+    assert_eq!(
+        (status, body),
+        (200, json!({"status": "Model \"mnist\" unregistered"}))
+    );
+    let (status, _) = json(digit(&server, "/predictions/mnist/1.0", 3));
+    assert_eq!(status, 404);
+    let (status, _) = call(Method::DELETE, server.mgmt("/models/mnist"));
+    assert_eq!(status, 200);
+    let (status, body) = call(Method::GET, server.mgmt("/models/mnist"));
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (404, Some("Model not found: mnist"))
+    );
+    let (status, _) = json(digit(&server, "/predictions/mnist", 3));
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn documented_errors() {
+    use reqwest::Method;
+    let store = ModelStore::new();
+    mnist_archive(&store, "mnist_v1.mar", "1.0");
+    std::fs::write(store.path().join("broken.mar"), b"not a zip").unwrap();
+    let server = Server::start(
+        store.path(),
+        &["mnist=mnist_v1.mar"],
+        "enable_model_api=true\ndefault_workers_per_model=1",
+    );
+    let cases: Vec<(Method, &str, u16, &str)> = vec![
+        (Method::GET, "/models/nope", 404, "Model not found: nope"),
+        (
+            Method::GET,
+            "/models/mnist/9.9",
+            404,
+            "Model version: 9.9 does not exist for model: mnist",
+        ),
+        (
+            Method::PUT,
+            "/models/nope?min_worker=1",
+            404,
+            "Model not found: nope",
+        ),
+        (
+            Method::DELETE,
+            "/models/mnist/9.9",
+            404,
+            "Model version: 9.9 does not exist for model: mnist",
+        ),
+        (
+            Method::PUT,
+            "/models/mnist/9.9/set-default",
+            404,
+            "Model version: 9.9 does not exist for model: mnist",
+        ),
+        (Method::POST, "/models", 400, "Parameter url is required."),
+        (
+            Method::POST,
+            "/models?url=missing.mar",
+            404,
+            "Model not found in model store: missing.mar",
+        ),
+        (
+            Method::PUT,
+            "/models/mnist?min_worker=x",
+            400,
+            "Invalid value for parameter min_worker: x",
+        ),
+        (
+            Method::PATCH,
+            "/models/mnist",
+            405,
+            "Requested method is not allowed, please refer to API document.",
+        ),
+        (
+            Method::GET,
+            "/nothing/here",
+            404,
+            "Requested resource is not found, please refer to API document.",
+        ),
+    ];
+    for (method, path, want, message) in cases {
+        let (status, body) = call(method.clone(), server.mgmt(path));
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (want, Some(message)),
+            "{method} {path}: {body}"
+        );
+        assert_eq!(body["code"], want);
+    }
+    // Path tricks and broken archives are refused and leave nothing registered.
+    for url in [
+        "..%2Fmnist_v1.mar",
+        "%2Fetc%2Fpasswd",
+        "sub%2Fx.mar",
+        "broken.mar",
+    ] {
+        let (status, body) = call(Method::POST, server.mgmt(&format!("/models?url={url}")));
+        assert_eq!(status, 400, "{url}: {body}");
+    }
+    let (_, body) = call(Method::GET, server.mgmt("/models"));
+    assert_eq!(
+        body,
+        json!({"models": [{"modelName": "mnist", "modelUrl": "mnist_v1.mar"}]})
+    );
+}
+
+#[test]
+fn pagination_edges() {
+    let store = ModelStore::new();
+    mnist_archive(&store, "mnist_v1.mar", "1.0");
+    let names = ["a", "b", "c", "d", "e"];
+    let models: Vec<String> = names.iter().map(|n| format!("{n}=mnist_v1.mar")).collect();
+    let models: Vec<&str> = models.iter().map(String::as_str).collect();
+    let server = Server::start(store.path(), &models, "default_workers_per_model=1");
+    let page = |q: &str| call(reqwest::Method::GET, server.mgmt(&format!("/models{q}"))).1;
+    let names_of = |v: &serde_json::Value| -> Vec<String> {
+        v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["modelName"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let first = page("?limit=2");
+    assert_eq!(
+        (names_of(&first), first["nextPageToken"].as_str()),
+        (vec!["a".into(), "b".into()], Some("2"))
+    );
+    let second = page("?limit=2&next_page_token=2");
+    assert_eq!(
+        (names_of(&second), second["nextPageToken"].as_str()),
+        (vec!["c".into(), "d".into()], Some("4"))
+    );
+    let last = page("?limit=2&next_page_token=4");
+    assert_eq!(names_of(&last), vec!["e".to_string()]);
+    assert!(last.get("nextPageToken").is_none(), "{last}");
+    let exact = page("?limit=5");
+    assert_eq!(names_of(&exact).len(), 5);
+    assert!(
+        exact.get("nextPageToken").is_none(),
+        "no token on an exact last page: {exact}"
+    );
+    assert_eq!(
+        names_of(&page("?limit=101")).len(),
+        5,
+        "a limit over 100 means 100"
+    );
+    let zero = page("?limit=0");
+    assert_eq!(names_of(&zero).len(), 0);
+    assert_eq!(names_of(&page("?next_page_token=9")).len(), 0);
+    assert_eq!(page("")["models"][0]["modelUrl"], "mnist_v1.mar");
+}
