@@ -354,3 +354,126 @@ fn pagination_edges() {
     assert_eq!(names_of(&page("?next_page_token=9")).len(), 0);
     assert_eq!(page("")["models"][0]["modelUrl"], "mnist_v1.mar");
 }
+
+#[test]
+fn both_apis_describe_themselves_in_openapi_3() {
+    let store = ModelStore::new();
+    let server = Server::start(store.path(), &[], "");
+    for (url, paths) in [
+        (
+            server.url("/"),
+            vec![
+                "/ping",
+                "/predictions/{model_name}",
+                "/predictions/{model_name}/{model_version}",
+            ],
+        ),
+        (
+            server.mgmt("/"),
+            vec![
+                "/models",
+                "/models/{model_name}",
+                "/models/{model_name}/{model_version}/set-default",
+            ],
+        ),
+    ] {
+        let (status, doc) = call(reqwest::Method::OPTIONS, url.clone());
+        assert_eq!(status, 200);
+        assert_eq!(doc["openapi"], "3.0.1", "{url}");
+        for p in paths {
+            assert!(doc["paths"].get(p).is_some(), "{url} lacks {p}");
+        }
+    }
+}
+
+#[test]
+fn settings_precedence_config_then_yaml_then_api() {
+    use reqwest::Method;
+    let store = ModelStore::new();
+    let handler = guest("mnist_handler");
+    let model = asset("models/vit4mnist.ptl");
+    store.archive("plain", &model, handler.to_str().unwrap(), &[]);
+    store.archive_with_config(
+        "yaml",
+        &model,
+        handler.to_str().unwrap(),
+        &[],
+        Some("responseTimeout: 60\nbatchSize: 3\n"),
+    );
+    std::fs::copy(
+        store.path().join("yaml.mar"),
+        store.path().join("yaml2.mar"),
+    )
+    .unwrap();
+    let server = Server::start(
+        store.path(),
+        &["plain.mar", "yaml.mar"],
+        "default_response_timeout=30\ndefault_workers_per_model=1\nenable_model_api=true",
+    );
+    let timeout_of = |m: &str| {
+        call(Method::GET, server.mgmt(&format!("/models/{m}"))).1[0]["responseTimeout"].as_u64()
+    };
+    assert_eq!(timeout_of("plain"), Some(30), "config file");
+    assert_eq!(
+        timeout_of("yaml"),
+        Some(60),
+        "the archive's yaml over the config file"
+    );
+    let (status, body) = call(
+        Method::POST,
+        server.mgmt("/models?url=yaml2.mar&model_name=api&response_timeout=90"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(timeout_of("api"), Some(90), "the API over the yaml");
+    assert_eq!(
+        call(Method::GET, server.mgmt("/models/api")).1[0]["batchSize"],
+        3
+    );
+}
+
+#[test]
+fn a_full_queue_answers_503() {
+    let store = ModelStore::new();
+    store.mobilenet();
+    let server = Server::start(
+        store.path(),
+        &["mobilenet=mobilenet.mar"],
+        "job_queue_size=1\ndefault_workers_per_model=1",
+    );
+    let url = server.url("/predictions/mobilenet");
+    let kitten = std::fs::read(asset("images/kitten.jpg")).unwrap();
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, body) = (url.clone(), kitten.clone());
+            std::thread::spawn(move || json(client().post(url).body(body).send().unwrap()))
+        })
+        .collect();
+    let answers: Vec<(u16, serde_json::Value)> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let full: Vec<_> = answers.iter().filter(|(s, _)| *s == 503).collect();
+    assert!(
+        ok >= 1 && !full.is_empty() && ok + full.len() == 16,
+        "{answers:?}"
+    );
+    assert_eq!(full[0].1["type"], "ServiceUnavailableException");
+}
+
+#[test]
+fn malformed_config_is_a_startup_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.properties");
+    std::fs::write(&cfg, "inference_address=http://127.0.0.1:0\ndefault_workers_per_model=many\nsome_unknown_key=1\n").unwrap();
+    let out = wasmserve(&[
+        "start",
+        "--foreground",
+        "--ts-config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config key `default_workers_per_model`") && err.contains("\"many\""),
+        "{err}"
+    );
+}

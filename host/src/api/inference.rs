@@ -1,7 +1,8 @@
 //! The inference API (default `127.0.0.1:8080`), TorchServe's routes:
 //!
 //! - `GET /ping` → `{"status": "Healthy"}` (500 `Unhealthy` when a model has no worker);
-//! - `POST /predictions/{model}[/{version}]` → the handler's response.
+//! - `POST /predictions/{model}[/{version}]` → the handler's response;
+//! - `OPTIONS /` → the OpenAPI 3 description of this API.
 //!
 //! Every response carries an `x-request-id`: the client's, or a new one.
 
@@ -70,6 +71,9 @@ impl InferenceApi {
         let path = req.uri().path().to_string();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (segments.as_slice(), req.method()) {
+            ([], &Method::OPTIONS) => {
+                Ok(json_response(StatusCode::OK, &super::openapi::inference()))
+            }
             (["ping"], &Method::GET) => Ok(self.ping()),
             (["ping"], _) => Err(ApiError::method_not_allowed()),
             (["predictions", model], &Method::POST | &Method::PUT) => {

@@ -8,7 +8,8 @@
 //! - `PUT /models/{m}[/{v}]?min_worker=&max_worker=&synchronous=` scales workers;
 //! - `DELETE /models/{m}[/{v}]` unregisters (needs `enable_model_api`), after the
 //!   requests already queued for it are answered;
-//! - `PUT /models/{m}/{v}/set-default` picks the version `/predictions/{m}` uses.
+//! - `PUT /models/{m}/{v}/set-default` picks the version `/predictions/{m}` uses;
+//! - `OPTIONS /` describes this API in OpenAPI 3.
 //!
 //! Archives come from the model store (a file name, no folders) or a `file://` path.
 
@@ -115,6 +116,9 @@ impl ManagementApi {
         let method = req.method().clone();
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         match (segs.as_slice(), &method) {
+            ([], &Method::OPTIONS) => {
+                Ok(json_response(StatusCode::OK, &super::openapi::management()))
+            }
             (["models"], &Method::GET) => self.list(&params),
             (["models"], &Method::POST) => {
                 let bytes =

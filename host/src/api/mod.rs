@@ -4,6 +4,7 @@
 pub mod body;
 pub mod inference;
 pub mod management;
+pub mod openapi;
 
 use std::convert::Infallible;
 use std::future::Future;
