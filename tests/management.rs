@@ -477,3 +477,60 @@ fn malformed_config_is_a_startup_error_naming_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn scaling_up_and_down_under_load_drops_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let store = ModelStore::new();
+    mnist_archive(&store, "mnist_v1.mar", "1.0");
+    let server = Server::start(
+        store.path(),
+        &["mnist=mnist_v1.mar"],
+        "default_workers_per_model=1",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let (url, stop) = (server.url("/predictions/mnist"), stop.clone());
+            let png = std::fs::read(asset(&format!("images/mnist/{i}.png"))).unwrap();
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0, Vec::new());
+                while !stop.load(Ordering::Relaxed) && ok < 5000 {
+                    let (status, body) =
+                        json(client().post(&url).body(png.clone()).send().unwrap());
+                    if (status, &body) == (200, &json!(i)) {
+                        ok += 1;
+                    } else {
+                        failed.push((status, body));
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    for (min, max) in [(4, 4), (1, 1), (3, 4), (1, 2)] {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let (status, body) = call(
+            reqwest::Method::PUT,
+            server.mgmt(&format!(
+                "/models/mnist?min_worker={min}&max_worker={max}&synchronous=true"
+            )),
+        );
+        assert_eq!(status, 200, "{body}");
+        let (_, d) = call(reqwest::Method::GET, server.mgmt("/models/mnist"));
+        assert_eq!(d[0]["workers"].as_array().unwrap().len(), min);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for c in clients {
+        let (ok, failed) = c.join().unwrap();
+        assert!(
+            failed.is_empty(),
+            "failed requests while scaling: {failed:?}"
+        );
+        total += ok;
+    }
+    assert!(total > 20, "only {total} requests went through");
+}
