@@ -534,3 +534,91 @@ fn scaling_up_and_down_under_load_drops_nothing() {
     }
     assert!(total > 20, "only {total} requests went through");
 }
+
+#[test]
+fn a_restart_restores_the_served_set_from_the_snapshot() {
+    use reqwest::Method;
+    let store = ModelStore::new();
+    mnist_archive(&store, "mnist_v1.mar", "1.0");
+    mnist_archive(&store, "mnist_v2.mar", "2.0");
+    let server = Server::start(
+        store.path(),
+        &["mnist=mnist_v1.mar"],
+        "enable_model_api=true\ndefault_workers_per_model=1",
+    );
+    let (status, _) = call(
+        Method::POST,
+        server.mgmt("/models?url=mnist_v2.mar&batch_size=2&max_batch_delay=30"),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        Method::PUT,
+        server.mgmt("/models/mnist/2.0?min_worker=2&max_worker=3&synchronous=true"),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = call(Method::PUT, server.mgmt("/models/mnist/2.0/set-default"));
+    assert_eq!(status, 200);
+    let before = call(Method::GET, server.mgmt("/models/mnist/all")).1;
+    assert!(server.stop().success());
+    let snapshots = std::fs::read_dir(store.path().join("logs/config"))
+        .unwrap()
+        .count();
+    assert!(snapshots >= 4, "one snapshot per change, got {snapshots}");
+
+    // No --ts-config and no --models: the newest snapshot is the configuration.
+    let args: Vec<String> = [
+        "--model-store",
+        store.path().to_str().unwrap(),
+        "--log-dir",
+        store.path().join("logs").to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let restored = Server::spawn(&args, &[]);
+    let after = call(Method::GET, restored.mgmt("/models/mnist/all")).1;
+    let summary = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                json!([
+                    d["modelVersion"],
+                    d["modelUrl"],
+                    d["minWorkers"],
+                    d["maxWorkers"],
+                    d["batchSize"],
+                    d["maxBatchDelay"],
+                    d["workers"].as_array().unwrap().len()
+                ])
+            })
+            .collect()
+    };
+    assert_eq!(summary(&after), summary(&before));
+    assert_eq!(
+        call(Method::GET, restored.mgmt("/models/mnist")).1[0]["modelVersion"],
+        "2.0"
+    );
+    let (status, body) = json(digit(&restored, "/predictions/mnist", 4));
+    assert_eq!((status, body), (200, json!(4)));
+    drop(restored);
+
+    // --ncs neither restores nor writes.
+    let mut ncs = args.clone();
+    ncs.push("--ncs".into());
+    let count = std::fs::read_dir(store.path().join("logs/config"))
+        .unwrap()
+        .count();
+    let fresh = Server::spawn(&ncs, &[]);
+    assert_eq!(
+        call(Method::GET, fresh.mgmt("/models")).1,
+        json!({"models": []})
+    );
+    drop(fresh);
+    assert_eq!(
+        std::fs::read_dir(store.path().join("logs/config"))
+            .unwrap()
+            .count(),
+        count
+    );
+}

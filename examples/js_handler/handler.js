@@ -38,12 +38,17 @@ function readModelFile(name) {
     throw new Error(`cannot open ${MODEL_DIR}/${name}: ${e.payload ?? e}`);
   }
   const chunks = [];
-  let offset = 0n;
-  for (;;) {
-    const [bytes, end] = file.read(65536n, offset);
-    chunks.push(bytes);
-    offset += BigInt(bytes.length);
-    if (end || bytes.length === 0) break;
+  try {
+    let offset = 0n;
+    for (;;) {
+      const [bytes, end] = file.read(65536n, offset);
+      chunks.push(bytes);
+      offset += BigInt(bytes.length);
+      if (end || bytes.length === 0) break;
+    }
+  } finally {
+    // The bindings' resources dispose under Symbol.dispose, or Symbol.for('dispose').
+    file[Symbol.dispose ?? Symbol.for('dispose')]?.();
   }
   const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   let at = 0;

@@ -10,7 +10,7 @@ from `WitWorld` at the bottom.
 """
 
 from png import PngError, decode_grey
-from wasmserve_handler import BaseHandler, HandlerError, export, input_bytes, tensor, values
+from wasmserve_handler import BaseHandler, HandlerError, export, input_bytes, log, tensor, values
 
 SIDE = 28
 MEAN = 0.1307
@@ -43,6 +43,7 @@ class MnistHandler(BaseHandler):
         super().initialize(context)
         # A lookup table: the normalised value of each grey level.
         self.table = [(v / 255.0 - MEAN) / STD for v in range(256)]
+        log(f"MNIST handler ready for {context.model_name} {context.model_version}")
 
     def preprocess(self, data):
         image = input_bytes(data[0])

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub batch_size: usize,
     /// `max_batch_delay` default in ms, default 100.
     pub max_batch_delay: Duration,
+    /// `model_snapshot`: the models of a config snapshot, restored at startup instead of
+    /// `load_models` (see `snapshot`).
+    pub model_snapshot: Option<String>,
     /// `intra_op_threads`: libtorch threads per forward. Default: cores / workers, at
     /// least 1, so that workers do not fight over the cores.
     pub intra_op_threads: Option<usize>,
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             batch_size: 1,
             max_batch_delay: Duration::from_millis(100),
             intra_op_threads: None,
+            model_snapshot: None,
         }
     }
 }
@@ -136,6 +140,7 @@ impl ServerConfig {
                 "max_batch_delay" => {
                     self.max_batch_delay = Duration::from_millis(parse_number(key, value)? as u64)
                 }
+                "model_snapshot" => self.model_snapshot = Some(value.clone()),
                 "intra_op_threads" | "number_of_netty_threads_torch" => {
                     self.intra_op_threads = Some(parse_positive(key, value)?)
                 }
@@ -146,6 +151,31 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl ServerConfig {
+    /// These settings as `config.properties` lines (what a snapshot records).
+    pub fn to_properties(&self) -> String {
+        let mut out = format!(
+            "inference_address=http://{}\nmanagement_address=http://{}\nenable_model_api={}\n\
+             default_workers_per_model={}\njob_queue_size={}\nmax_request_size={}\n\
+             default_response_timeout={}\n",
+            self.inference_address,
+            self.management_address,
+            self.enable_model_api,
+            self.default_workers_per_model,
+            self.job_queue_size,
+            self.max_request_size,
+            self.default_response_timeout.as_secs(),
+        );
+        if let Some(store) = &self.model_store {
+            out.push_str(&format!("model_store={}\n", store.display()));
+        }
+        if let Some(n) = self.intra_op_threads {
+            out.push_str(&format!("intra_op_threads={n}\n"));
+        }
+        out
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`config`]: `config.properties` and `model-config.yaml`;
 //! - [`server`], [`daemon`]: running in the foreground, starting and stopping in the
 //!   background;
+//! - [`snapshot`]: config snapshots and restoring them;
 //! - [`scaffold`]: `wasmserve handler new`.
 
 pub mod api;
@@ -26,4 +27,5 @@ pub mod registry;
 pub mod runtime;
 pub mod scaffold;
 pub mod server;
+pub mod snapshot;
 pub mod worker;

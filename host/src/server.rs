@@ -37,15 +37,30 @@ pub struct StartArgs {
     /// Stay in the foreground instead of starting a background server.
     #[arg(long)]
     pub foreground: bool,
-    /// Where a background server writes its log (default: ./logs).
+    /// Where the server writes its log (background) and config snapshots
+    /// (`<log-dir>/config`), default ./logs.
     #[arg(long, default_value = "logs")]
     pub log_dir: PathBuf,
 }
 
 impl StartArgs {
-    /// The effective configuration: defaults < config file < command line.
+    /// Where config snapshots go, `None` with `--ncs`.
+    pub fn snapshot_dir(&self) -> Option<PathBuf> {
+        (!self.ncs).then(|| self.log_dir.join("config"))
+    }
+
+    /// The effective configuration: defaults < config file < command line. Without
+    /// `--ts-config` and `--models`, the newest snapshot is the config file.
     pub fn config(&self) -> anyhow::Result<ServerConfig> {
-        let mut config = match &self.ts_config {
+        let restored = match (&self.ts_config, self.models.is_empty(), self.snapshot_dir()) {
+            (None, true, Some(dir)) => crate::snapshot::latest(&dir),
+            _ => None,
+        };
+        if let Some(path) = &restored {
+            tracing::info!("restoring the snapshot {}", path.display());
+            eprintln!("wasmserve: restoring the snapshot {}", path.display());
+        }
+        let mut config = match self.ts_config.as_ref().or(restored.as_ref()) {
             Some(path) => ServerConfig::from_file(path)?,
             None => ServerConfig::default(),
         };
@@ -70,7 +85,7 @@ pub fn run_foreground(args: StartArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(config))
+    rt.block_on(serve(config, args.snapshot_dir()))
 }
 
 fn init_logging() {
@@ -100,6 +115,17 @@ pub struct ServerState {
     pub config: ServerConfig,
     /// Where archives are extracted; removed when the server stops.
     pub work_dir: PathBuf,
+    /// Where snapshots go (`None`: `--ncs`).
+    pub snapshot_dir: Option<PathBuf>,
+}
+
+impl ServerState {
+    /// Records the served set after a change (no-op with `--ncs`).
+    pub fn snapshot(&self) {
+        if let Some(dir) = &self.snapshot_dir {
+            crate::snapshot::write(dir, &self.config, &self.registry);
+        }
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str, key: &str) -> anyhow::Result<TcpListener> {
@@ -108,7 +134,7 @@ async fn bind(addr: std::net::SocketAddr, what: &str, key: &str) -> anyhow::Resu
     })
 }
 
-async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+async fn serve(config: ServerConfig, snapshot_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let inference = bind(
         config.inference_address,
         "inference API",
@@ -133,8 +159,13 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         runtime,
         config,
         work_dir: work_dir.path().to_path_buf(),
+        snapshot_dir,
     });
-    load_startup_models(&state).await;
+    match state.config.model_snapshot.clone() {
+        Some(snapshot) => restore_snapshot(&state, &snapshot).await,
+        None => load_startup_models(&state).await,
+    }
+    state.snapshot();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let api = Arc::new(InferenceApi {
@@ -229,6 +260,62 @@ async fn load_startup_models(state: &Arc<ServerState>) {
             ),
             Ok(Err(e)) => tracing::error!("{e}"),
             Err(e) => tracing::error!("loading {entry} panicked: {e}"),
+        }
+    }
+}
+
+/// Loads the models a snapshot records, with their settings, workers and defaults.
+async fn restore_snapshot(state: &Arc<ServerState>, snapshot: &str) {
+    let models = match crate::snapshot::parse_models(snapshot) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!("the snapshot's model_snapshot is unusable: {e}");
+            return;
+        }
+    };
+    for m in models {
+        let (_, url, path) = resolve_archive(&m.url, state.config.model_store.as_deref());
+        let request = LoadRequest {
+            name: Some(m.name.clone()),
+            url,
+            path,
+            at_startup: true,
+            overrides: crate::config::ModelOverrides {
+                batch_size: Some(m.batch_size),
+                max_batch_delay: Some(std::time::Duration::from_millis(m.max_batch_delay_ms)),
+                response_timeout: Some(std::time::Duration::from_secs(m.response_timeout_s)),
+                initial_workers: Some(m.min_workers),
+            },
+        };
+        let (state2, label) = (state.clone(), format!("{} {}", m.name, m.version));
+        let result = tokio::task::spawn_blocking(move || {
+            let v = state2.registry.register(
+                &request,
+                &state2.config,
+                &state2.runtime,
+                &state2.work_dir,
+                false,
+            )?;
+            v.scale(m.min_workers, m.max_workers.max(m.min_workers))
+                .map_err(|message| crate::registry::LoadError {
+                    archive: request.url.clone(),
+                    message,
+                })?;
+            if m.default {
+                let _ = state2.registry.set_default(&m.name, &m.version);
+            }
+            Ok::<_, crate::registry::RegisterError>(v)
+        })
+        .await;
+        match result {
+            Ok(Ok(v)) => tracing::info!(
+                "restored model {} version {} with {} worker(s)",
+                v.name,
+                v.version,
+                v.workers()
+            ),
+            Ok(Err(e)) => tracing::error!("restoring {label}: {e}"),
+            Err(e) => tracing::error!("restoring {label} panicked: {e}"),
         }
     }
 }

@@ -153,15 +153,22 @@ impl Server {
             format!("inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n{config}\n"),
         )
         .unwrap();
-        let mut cmd = Command::new(bin());
-        cmd.args(["start", "--foreground", "--model-store"])
-            .arg(store)
-            .arg("--ts-config")
-            .arg(&cfg);
+        let mut args: Vec<String> = vec!["--model-store".into(), store.display().to_string()];
+        args.extend(["--ts-config".into(), cfg.display().to_string()]);
+        args.extend(["--log-dir".into(), store.join("logs").display().to_string()]);
         if !models.is_empty() {
-            cmd.arg("--models").args(models);
+            args.push("--models".into());
+            args.extend(models.iter().map(|m| m.to_string()));
         }
-        cmd.envs(env.iter().copied());
+        Server::spawn(&args, env)
+    }
+
+    /// `wasmserve start --foreground ARGS…`; waits until both APIs listen.
+    pub fn spawn(args: &[String], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(bin());
+        cmd.args(["start", "--foreground"])
+            .args(args)
+            .envs(env.iter().copied());
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

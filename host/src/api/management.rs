@@ -223,6 +223,7 @@ impl ManagementApi {
             }
             RegisterError::Load(e) => ApiError::bad_request(e.to_string()),
         })?;
+        self.state.snapshot();
         if synchronous {
             return Ok(status(
                 StatusCode::OK,
@@ -305,8 +306,12 @@ impl ManagementApi {
         }
         let synchronous = bool_param(params, "synchronous", false)?;
         let job = {
-            let target = target.clone();
-            tokio::task::spawn_blocking(move || target.scale(min, max))
+            let (target, state) = (target.clone(), self.state.clone());
+            tokio::task::spawn_blocking(move || {
+                let result = target.scale(min, max);
+                state.snapshot();
+                result
+            })
         };
         if !synchronous {
             tokio::spawn(async move {
@@ -354,15 +359,19 @@ impl ManagementApi {
                 RemoveError::Lookup(e) => lookup_error(e),
                 e @ RemoveError::DefaultVersion(_) => ApiError::bad_request(e.to_string()),
             })?;
-        tokio::task::spawn_blocking(move || removed.drain())
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalServerException",
-                    e.to_string(),
-                )
-            })?;
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            state.snapshot();
+            removed.drain()
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerException",
+                e.to_string(),
+            )
+        })?;
         Ok(status(
             StatusCode::OK,
             format!("Model \"{name}\" unregistered"),
@@ -374,6 +383,7 @@ impl ManagementApi {
             .registry
             .set_default(name, version)
             .map_err(lookup_error)?;
+        self.state.snapshot();
         Ok(status(
             StatusCode::OK,
             format!("Default version successfully updated for model \"{name}\" to \"{version}\""),
