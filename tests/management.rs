@@ -622,3 +622,114 @@ fn a_restart_restores_the_served_set_from_the_snapshot() {
         count
     );
 }
+
+/// A one-thread HTTP server on loopback serving `routes` (path → response), for
+/// registration by URL. Returns its `http://127.0.0.1:PORT`.
+fn file_server(routes: Vec<(&'static str, Vec<u8>)>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap() <= 2 {
+                    break;
+                }
+            }
+            let mut stream = stream;
+            let reply = match routes.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) if body.starts_with(b"REDIRECT ") => {
+                    let to = String::from_utf8_lossy(&body[9..]).into_owned();
+                    format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into_bytes()
+                }
+                Some((_, body)) => {
+                    let mut r = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    r.extend_from_slice(body);
+                    r
+                }
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_vec(),
+            };
+            let _ = stream.write_all(&reply);
+        }
+    });
+    base
+}
+
+#[test]
+fn registration_by_url_only_from_allowed_urls() {
+    use reqwest::Method;
+    let src = ModelStore::new();
+    mnist_archive(&src, "mnist_v1.mar", "1.0");
+    let mar = std::fs::read(src.path().join("mnist_v1.mar")).unwrap();
+    let base = file_server(vec![
+        ("/m/digits.mar", mar),
+        ("/m/broken.mar", b"not a zip at all".to_vec()),
+        (
+            "/m/away.mar",
+            b"REDIRECT http://localhost:1/m/digits.mar".to_vec(),
+        ),
+        ("/m/moved.mar", b"REDIRECT /m/digits.mar".to_vec()),
+    ]);
+    let port = base.rsplit(':').next().unwrap();
+    let store = ModelStore::new();
+    let allowed = format!(
+        "allowed_urls=http://127\\.0\\.0\\.1:{port}/m/.*\nenable_model_api=true\ndefault_workers_per_model=1"
+    );
+    let server = Server::start(store.path(), &[], &allowed);
+    let register = |url: &str| call(Method::POST, server.mgmt(&format!("/models?url={url}")));
+    let mars = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(store.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".mar"))
+            .collect();
+        v.sort();
+        v
+    };
+
+    let (status, body) = register(&format!("{base}/m/digits.mar"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mars(), ["digits.mar"]);
+    let (status, body) = json(digit(&server, "/predictions/mnist", 5));
+    assert_eq!((status, body), (200, json!(5)));
+
+    // Not allowed: another port, and a redirect to a host outside allowed_urls.
+    let (status, body) = register("http://127.0.0.1:1/m/other.mar");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("allowed_urls"),
+        "{body}"
+    );
+    let (status, body) = register(&format!("{base}/m/away.mar"));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("http://localhost:1/m/digits.mar is not allowed"),
+        "{body}"
+    );
+    // A broken archive leaves no file; an allowed redirect is followed.
+    let (status, _) = register(&format!("{base}/m/broken.mar"));
+    assert_eq!(status, 400);
+    assert_eq!(mars(), ["digits.mar"], "a failed registration left a file");
+    let (status, body) = call(
+        Method::POST,
+        server.mgmt(&format!("/models?url={base}/m/moved.mar&model_name=moved")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mars(), ["digits.mar", "moved.mar"]);
+    // The same file twice is a conflict, not an overwrite.
+    let (status, _) = register(&format!("{base}/m/digits.mar"));
+    assert_eq!(status, 409);
+}

@@ -54,6 +54,13 @@ pub struct ServerConfig {
     pub batch_size: usize,
     /// `max_batch_delay` default in ms, default 100.
     pub max_batch_delay: Duration,
+    /// `allowed_urls`: comma-separated regular expressions a registration URL must
+    /// match in full (TorchServe's key). Default `file://.*`: downloads over HTTP(S)
+    /// need an explicit entry such as `https://models\.example\.com/.*`.
+    pub allowed_urls: Vec<regex::Regex>,
+    /// `max_download_size`: the largest archive a registration may download, in bytes
+    /// (default 2 GiB).
+    pub max_download_size: u64,
     /// `model_snapshot`: the models of a config snapshot, restored at startup instead of
     /// `load_models` (see `snapshot`).
     pub model_snapshot: Option<String>,
@@ -78,6 +85,8 @@ impl Default for ServerConfig {
             max_batch_delay: Duration::from_millis(100),
             intra_op_threads: None,
             model_snapshot: None,
+            allowed_urls: vec![regex::Regex::new("^(?:file://.*)$").unwrap()],
+            max_download_size: 2 << 30,
         }
     }
 }
@@ -93,7 +102,6 @@ pub fn num_cores() -> usize {
 const ACCEPTED_LATER: &[&str] = &[
     "metrics_address",
     "max_response_size",
-    "allowed_urls",
     "disable_token_authorization",
     "certificate_file",
     "private_key_file",
@@ -141,6 +149,8 @@ impl ServerConfig {
                     self.max_batch_delay = Duration::from_millis(parse_number(key, value)? as u64)
                 }
                 "model_snapshot" => self.model_snapshot = Some(value.clone()),
+                "allowed_urls" => self.allowed_urls = parse_regex_list(key, value)?,
+                "max_download_size" => self.max_download_size = parse_positive(key, value)? as u64,
                 "intra_op_threads" | "number_of_netty_threads_torch" => {
                     self.intra_op_threads = Some(parse_positive(key, value)?)
                 }
@@ -172,6 +182,16 @@ impl ServerConfig {
         if let Some(store) = &self.model_store {
             out.push_str(&format!("model_store={}\n", store.display()));
         }
+        let urls: Vec<&str> = self
+            .allowed_urls
+            .iter()
+            .map(|r| r.as_str().trim_start_matches("^(?:").trim_end_matches(")$"))
+            .collect();
+        out.push_str(&format!(
+            "allowed_urls={}\nmax_download_size={}\n",
+            urls.join(","),
+            self.max_download_size
+        ));
         if let Some(n) = self.intra_op_threads {
             out.push_str(&format!("intra_op_threads={n}\n"));
         }
@@ -224,6 +244,25 @@ fn parse_address(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
             format!("{value:?} is not an address like http://127.0.0.1:8080"),
         )
     })
+}
+
+fn parse_regex_list(key: &str, value: &str) -> Result<Vec<regex::Regex>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|r| {
+            regex::Regex::new(&format!("^(?:{r})$"))
+                .map_err(|e| bad(key, format!("{r:?} is not a regular expression: {e}")))
+        })
+        .collect()
+}
+
+impl ServerConfig {
+    /// Whether `url` matches one of `allowed_urls`.
+    pub fn url_allowed(&self, url: &str) -> bool {
+        self.allowed_urls.iter().any(|r| r.is_match(url))
+    }
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {

@@ -10,6 +10,7 @@
 //! - [`model`]: TorchScript models through tch;
 //! - [`worker`]: worker lanes, batching, preprocess → forward → postprocess;
 //! - [`registry`]: the served models and their versions;
+//! - [`download`]: registering from `http(s)://` URLs within `allowed_urls`;
 //! - [`api`]: the HTTP APIs;
 //! - [`config`]: `config.properties` and `model-config.yaml`;
 //! - [`server`], [`daemon`]: running in the foreground, starting and stopping in the
@@ -22,6 +23,7 @@ pub mod archive;
 pub mod builtin;
 pub mod config;
 pub mod daemon;
+pub mod download;
 pub mod model;
 pub mod registry;
 pub mod runtime;

@@ -11,7 +11,8 @@
 //! - `PUT /models/{m}/{v}/set-default` picks the version `/predictions/{m}` uses;
 //! - `OPTIONS /` describes this API in OpenAPI 3.
 //!
-//! Archives come from the model store (a file name, no folders) or a `file://` path.
+//! Archives come from the model store (a file name, no folders), a `file://` path, or
+//! an `http(s)://` URL downloaded into the store; the URLs must match `allowed_urls`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -179,7 +180,6 @@ impl ManagementApi {
             .get("url")
             .filter(|u| !u.is_empty())
             .ok_or_else(|| ApiError::bad_request("Parameter url is required."))?;
-        let path = self.archive_path(url)?;
         let overrides = ModelOverrides {
             batch_size: uint_param(&params, "batch_size")?,
             max_batch_delay: uint_param(&params, "max_batch_delay")?
@@ -189,18 +189,26 @@ impl ManagementApi {
             initial_workers: uint_param(&params, "initial_workers")?,
         };
         let synchronous = bool_param(&params, "synchronous", true)?;
+        let name = params.get("model_name").filter(|n| !n.is_empty()).cloned();
+        if let Some(name) = &name {
+            crate::archive::validate_model_name(name).map_err(ApiError::bad_request)?;
+        }
+        // Parameters are checked before anything is downloaded.
+        let downloaded = url.starts_with("http://") || url.starts_with("https://");
+        let path = if downloaded {
+            self.download(url).await?
+        } else {
+            self.archive_path(url)?
+        };
         let request = LoadRequest {
-            name: params.get("model_name").filter(|n| !n.is_empty()).cloned(),
+            name,
             url: url.clone(),
-            path,
+            path: path.clone(),
             overrides,
             at_startup: false,
         };
-        if let Some(name) = &request.name {
-            crate::archive::validate_model_name(name).map_err(ApiError::bad_request)?;
-        }
         let state = self.state.clone();
-        let version = tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             state.registry.register(
                 &request,
                 &state.config,
@@ -209,20 +217,26 @@ impl ManagementApi {
                 synchronous,
             )
         })
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerException",
-                e.to_string(),
-            )
-        })?
-        .map_err(|e| match e {
-            RegisterError::Conflict(m) => {
-                ApiError::new(StatusCode::CONFLICT, "ConflictStatusException", m)
-            }
-            RegisterError::Load(e) => ApiError::bad_request(e.to_string()),
-        })?;
+        .await;
+        let failed = !matches!(result, Ok(Ok(_)));
+        if failed && downloaded {
+            // A failed registration leaves nothing behind, the downloaded archive included.
+            let _ = std::fs::remove_file(&path);
+        }
+        let version = result
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerException",
+                    e.to_string(),
+                )
+            })?
+            .map_err(|e| match e {
+                RegisterError::Conflict(m) => {
+                    ApiError::new(StatusCode::CONFLICT, "ConflictStatusException", m)
+                }
+                RegisterError::Load(e) => ApiError::bad_request(e.to_string()),
+            })?;
         self.state.snapshot();
         if synchronous {
             return Ok(status(
@@ -248,15 +262,48 @@ impl ManagementApi {
         Ok(status(StatusCode::ACCEPTED, "Processing worker updates..."))
     }
 
+    /// Downloads an `http(s)://` archive into the model store.
+    async fn download(&self, url: &str) -> Result<PathBuf, ApiError> {
+        let store = self.state.config.model_store.clone().ok_or_else(|| {
+            ApiError::bad_request("The server has no model store (--model-store) to download into")
+        })?;
+        let (url, state) = (url.to_string(), self.state.clone());
+        tokio::task::spawn_blocking(move || crate::download::download(&url, &store, &state.config))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerException",
+                    e.to_string(),
+                )
+            })?
+            .map_err(|e| match e {
+                crate::download::DownloadError::Exists(_) => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "FileAlreadyExistsException",
+                    e.to_string(),
+                ),
+                crate::download::DownloadError::NotAllowed(_)
+                | crate::download::DownloadError::BadName(_) => {
+                    ApiError::bad_request(e.to_string())
+                }
+                _ => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "DownloadArchiveException",
+                    e.to_string(),
+                ),
+            })
+    }
+
     /// Where `url` points: a file in the model store (no folders, no `..`) or a
-    /// `file://` path.
+    /// `file://` path allowed by `allowed_urls`.
     fn archive_path(&self, url: &str) -> Result<PathBuf, ApiError> {
-        if url.starts_with("http://") || url.starts_with("https://") {
-            return Err(ApiError::bad_request(
-                "Downloading archives over HTTP(S) is not supported yet; copy the archive into the model store",
-            ));
-        }
         let path = if let Some(p) = url.strip_prefix("file://") {
+            if !self.state.config.url_allowed(url) {
+                return Err(ApiError::bad_request(format!(
+                    "URL {url} is not allowed: add a matching pattern to allowed_urls"
+                )));
+            }
             PathBuf::from(p)
         } else {
             if url.contains('/') || url.contains('\\') || url == ".." || url.starts_with('.') {
