@@ -733,3 +733,73 @@ fn registration_by_url_only_from_allowed_urls() {
     let (status, _) = register(&format!("{base}/m/digits.mar"));
     assert_eq!(status, 409);
 }
+
+#[test]
+fn unregistering_answers_the_requests_already_queued() {
+    let store = ModelStore::new();
+    store.mobilenet();
+    let server = Server::start(
+        store.path(),
+        &["mobilenet=mobilenet.mar"],
+        "enable_model_api=true\ndefault_workers_per_model=1",
+    );
+    let kitten = std::fs::read(asset("images/kitten.jpg")).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, body) = (server.url("/predictions/mobilenet"), kitten.clone());
+            std::thread::spawn(move || {
+                client()
+                    .post(url)
+                    .body(body)
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let (status, body) = call(reqwest::Method::DELETE, server.mgmt("/models/mobilenet"));
+    assert_eq!(status, 200, "{body}");
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    // Requests that arrived before the DELETE are answered; later ones find no model.
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 404),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(
+        !statuses.contains(&503),
+        "a queued request was dropped: {statuses:?}"
+    );
+}
+
+#[test]
+fn a_second_server_on_busy_ports_fails_clearly() {
+    let store = ModelStore::new();
+    let first = Server::start(store.path(), &[], "");
+    let port = first.base.rsplit(':').next().unwrap().to_string();
+    let cfg = store.path().join("busy.properties");
+    std::fs::write(
+        &cfg,
+        format!(
+            "inference_address=http://127.0.0.1:{port}\nmanagement_address=http://127.0.0.1:0\n"
+        ),
+    )
+    .unwrap();
+    let out = wasmserve(&[
+        "start",
+        "--foreground",
+        "--ncs",
+        "--ts-config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} for the inference API"
+        )),
+        "{err}"
+    );
+}
