@@ -35,6 +35,19 @@ fn build(script: &str, dir: &Path, name: &str) -> PathBuf {
     out
 }
 
+/// The server over `store`, with its compiled-component cache inside the store: these
+/// components are tens of MB compiled and each build differs, so a shared cache would
+/// only grow.
+fn serve(store: &ModelStore, model: &str) -> Server {
+    let cache = store.path().join("cache");
+    Server::start_with_env(
+        store.path(),
+        &[model],
+        "",
+        &[("WASMSERVE_CACHE", cache.to_str().unwrap())],
+    )
+}
+
 #[test]
 fn python_handler_classifies_the_ten_digits() {
     let store = ModelStore::new();
@@ -45,7 +58,7 @@ fn python_handler_classifies_the_ten_digits() {
         wasm.to_str().unwrap(),
         &[],
     );
-    let server = Server::start(store.path(), &["pymnist.mar"], "");
+    let server = serve(&store, "pymnist.mar");
     for digit in 0..10 {
         let png = std::fs::read(asset(&format!("images/mnist/{digit}.png"))).unwrap();
         let (status, body) = json(server.post("/predictions/pymnist", png));
@@ -95,7 +108,7 @@ fn js_handler_classifies_reddit_posts() {
         .map(String::from)
         .collect();
     assert_eq!(labels.len(), 16);
-    let server = Server::start(store.path(), &["jsreddit.mar"], "");
+    let server = serve(&store, "jsreddit.mar");
     for (text, topic, p) in [
         (
             "The Lakers beat the Celtics in overtime last night",
