@@ -18,7 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
 use super::{ApiError, Body, body, json_response};
-use crate::registry::{LookupError, Registry};
+use crate::registry::Registry;
 use crate::runtime;
 use crate::worker::{Job, PredictError};
 
@@ -105,18 +105,7 @@ impl InferenceApi {
         version: Option<&str>,
         request_id: &str,
     ) -> Result<Response<Body>, ApiError> {
-        let target = self.registry.get(model, version).map_err(|e| match e {
-            LookupError::ModelNotFound(_) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "ModelNotFoundException",
-                e.to_string(),
-            ),
-            LookupError::VersionNotFound { .. } => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "ModelVersionNotFoundException",
-                e.to_string(),
-            ),
-        })?;
+        let target = self.registry.get(model, version)?;
         let (parts, body) = req.into_parts();
         let bytes = body::read_limited(body, self.max_request_size).await?;
         let headers: Vec<(String, String)> = parts
@@ -200,12 +189,5 @@ fn handler_response(resp: runtime::Response) -> Response<Body> {
     }
     builder
         .body(Full::new(Bytes::from(resp.body)))
-        .unwrap_or_else(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerException",
-                e.to_string(),
-            )
-            .into_response()
-        })
+        .unwrap_or_else(|e| ApiError::internal(e).into_response())
 }

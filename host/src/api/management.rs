@@ -25,7 +25,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::{ApiError, Body, body, json_response};
 use crate::config::ModelOverrides;
-use crate::registry::{LoadRequest, LookupError, ModelVersion, RegisterError, RemoveError};
+use crate::registry::{LoadRequest, ModelVersion, RegisterError, RemoveError};
 use crate::server::ServerState;
 
 /// What the management API needs.
@@ -38,21 +38,6 @@ type Params = HashMap<String, String>;
 
 fn status(code: StatusCode, text: impl Into<String>) -> Response<Body> {
     json_response(code, &serde_json::json!({ "status": text.into() }))
-}
-
-fn lookup_error(e: LookupError) -> ApiError {
-    match e {
-        LookupError::ModelNotFound(_) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "ModelNotFoundException",
-            e.to_string(),
-        ),
-        LookupError::VersionNotFound { .. } => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "ModelVersionNotFoundException",
-            e.to_string(),
-        ),
-    }
 }
 
 fn int_param(params: &Params, key: &str) -> Result<Option<i64>, ApiError> {
@@ -165,8 +150,8 @@ impl ManagementApi {
     fn describe(&self, name: &str, version: Option<&str>) -> Result<Response<Body>, ApiError> {
         let registry = &self.state.registry;
         let versions: Vec<Arc<ModelVersion>> = match version {
-            Some("all") => registry.versions(name).map_err(lookup_error)?,
-            v => vec![registry.get(name, v).map_err(lookup_error)?],
+            Some("all") => registry.versions(name)?,
+            v => vec![registry.get(name, v)?],
         };
         let body: Vec<serde_json::Value> = versions.iter().map(|v| v.describe()).collect();
         Ok(json_response(StatusCode::OK, &body.into()))
@@ -223,20 +208,12 @@ impl ManagementApi {
             // A failed registration leaves nothing behind, the downloaded archive included.
             let _ = std::fs::remove_file(&path);
         }
-        let version = result
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalServerException",
-                    e.to_string(),
-                )
-            })?
-            .map_err(|e| match e {
-                RegisterError::Conflict(m) => {
-                    ApiError::new(StatusCode::CONFLICT, "ConflictStatusException", m)
-                }
-                RegisterError::Load(e) => ApiError::bad_request(e.to_string()),
-            })?;
+        let version = result.map_err(ApiError::internal)?.map_err(|e| match e {
+            RegisterError::Conflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, "ConflictStatusException", m)
+            }
+            RegisterError::Load(e) => ApiError::bad_request(e.to_string()),
+        })?;
         self.state.snapshot();
         if synchronous {
             return Ok(status(
@@ -270,13 +247,7 @@ impl ManagementApi {
         let (url, state) = (url.to_string(), self.state.clone());
         tokio::task::spawn_blocking(move || crate::download::download(&url, &store, &state.config))
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalServerException",
-                    e.to_string(),
-                )
-            })?
+            .map_err(ApiError::internal)?
             .map_err(|e| match e {
                 crate::download::DownloadError::Exists(_) => ApiError::new(
                     StatusCode::CONFLICT,
@@ -339,11 +310,7 @@ impl ManagementApi {
         version: Option<&str>,
         params: &Params,
     ) -> Result<Response<Body>, ApiError> {
-        let target = self
-            .state
-            .registry
-            .get(name, version)
-            .map_err(lookup_error)?;
+        let target = self.state.registry.get(name, version)?;
         let min = uint_param(params, "min_worker")?.unwrap_or(1);
         let max = uint_param(params, "max_worker")?.unwrap_or(min);
         if max < min {
@@ -369,20 +336,8 @@ impl ManagementApi {
             return Ok(status(StatusCode::ACCEPTED, "Processing worker updates..."));
         }
         job.await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalServerException",
-                    e.to_string(),
-                )
-            })?
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalServerException",
-                    e,
-                )
-            })?;
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
         let text = match version {
             Some(v) => format!("Workers scaled to {min} for model: {name}, version: {v}"),
             None => format!("Workers scaled to {min} for model: {name}"),
@@ -403,7 +358,7 @@ impl ManagementApi {
             .registry
             .remove(name, version)
             .map_err(|e| match e {
-                RemoveError::Lookup(e) => lookup_error(e),
+                RemoveError::Lookup(e) => e.into(),
                 e @ RemoveError::DefaultVersion(_) => ApiError::bad_request(e.to_string()),
             })?;
         let state = self.state.clone();
@@ -412,13 +367,7 @@ impl ManagementApi {
             removed.drain()
         })
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerException",
-                e.to_string(),
-            )
-        })?;
+        .map_err(ApiError::internal)?;
         Ok(status(
             StatusCode::OK,
             format!("Model \"{name}\" unregistered"),
@@ -426,10 +375,7 @@ impl ManagementApi {
     }
 
     fn set_default(&self, name: &str, version: &str) -> Result<Response<Body>, ApiError> {
-        self.state
-            .registry
-            .set_default(name, version)
-            .map_err(lookup_error)?;
+        self.state.registry.set_default(name, version)?;
         self.state.snapshot();
         Ok(status(
             StatusCode::OK,

@@ -65,6 +65,15 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "BadRequestException", message)
     }
 
+    /// 500 for what should not happen (a worker thread that panicked, …).
+    pub fn internal(message: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerException",
+            message.to_string(),
+        )
+    }
+
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -81,6 +90,16 @@ impl ApiError {
             "message": self.message,
         });
         json_response(self.status, &body)
+    }
+}
+
+impl From<crate::registry::LookupError> for ApiError {
+    fn from(e: crate::registry::LookupError) -> ApiError {
+        let kind = match e {
+            crate::registry::LookupError::ModelNotFound(_) => "ModelNotFoundException",
+            crate::registry::LookupError::VersionNotFound { .. } => "ModelVersionNotFoundException",
+        };
+        ApiError::new(StatusCode::NOT_FOUND, kind, e.to_string())
     }
 }
 
