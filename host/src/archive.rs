@@ -366,3 +366,35 @@ fn file_name(path: &Path) -> Result<String, ArchiveError> {
         .map(String::from)
         .ok_or_else(|| ArchiveError::Invalid(format!("{} has no usable file name", path.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_follow_torchserve() {
+        for ok in ["mobilenet", "resnet-18", "a.b_c", "9lives"] {
+            assert!(validate_model_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", ".hidden", "a b", "a/b", "ü"] {
+            assert!(validate_model_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn manifests_need_name_version_and_runtime() {
+        let ok = r#"{"runtime": "python", "model": {"modelName": "m", "modelVersion": "1.0", "handler": "image_classifier", "modelFile": "x.py"}}"#;
+        let m = parse_manifest(ok).unwrap();
+        assert_eq!(m.model.other["modelFile"], "x.py");
+        for bad in [
+            r#"{"model": {"modelName": "m", "modelVersion": "1"}}"#,
+            r#"{"runtime": "wasm", "model": {"modelName": "m"}}"#,
+            "[]",
+        ] {
+            assert!(
+                matches!(parse_manifest(bad), Err(ArchiveError::BadManifest(_))),
+                "{bad}"
+            );
+        }
+    }
+}

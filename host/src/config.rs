@@ -407,3 +407,74 @@ impl ModelOverrides {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_as_java_reads_them() {
+        let props =
+            parse_properties("# comment\n! also\nkey=value\nspaced : v2 \nlong=a\\\n  b\nempty=\n");
+        assert_eq!(props["key"], "value");
+        assert_eq!(props["spaced"], "v2");
+        assert_eq!(props["long"], "ab");
+        assert_eq!(props["empty"], "");
+        assert_eq!(props.len(), 4);
+    }
+
+    #[test]
+    fn malformed_values_name_their_key() {
+        let mut c = ServerConfig::default();
+        let err = c
+            .apply(&parse_properties("job_queue_size=0"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`job_queue_size`"), "{err}");
+        let err = c
+            .apply(&parse_properties("inference_address=nowhere"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`inference_address`"), "{err}");
+        let err = c
+            .apply(&parse_properties("allowed_urls=http://("))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`allowed_urls`"), "{err}");
+    }
+
+    #[test]
+    fn allowed_urls_match_whole_urls() {
+        let mut c = ServerConfig::default();
+        assert!(c.url_allowed("file:///models/a.mar"));
+        assert!(
+            !c.url_allowed("https://example.com/a.mar"),
+            "downloads need an explicit entry"
+        );
+        c.apply(&parse_properties(
+            r"allowed_urls=https://models\.example\.com/.*,file://.*",
+        ))
+        .unwrap();
+        assert!(c.url_allowed("https://models.example.com/a.mar"));
+        assert!(!c.url_allowed("https://models.example.com.evil.net/a.mar"));
+        assert!(!c.url_allowed("xhttps://models.example.com/a.mar"));
+    }
+
+    #[test]
+    fn yaml_settings_and_handler_keys() {
+        let mut s = ModelSettings::defaults(&ServerConfig::default());
+        s.apply_yaml(
+            "minWorkers: 2\nbatchSize: 4\nmaxBatchDelay: 50\ntopk: 3\n",
+            "model-config.yaml",
+        )
+        .unwrap();
+        assert_eq!((s.min_workers, s.batch_size), (2, 4));
+        assert_eq!(s.max_batch_delay, Duration::from_millis(50));
+        assert_eq!(s.handler_config["topk"], 3);
+        let err = s
+            .apply_yaml("batchSize: many\n", "model-config.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`batchSize`"), "{err}");
+    }
+}

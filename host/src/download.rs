@@ -118,3 +118,38 @@ fn resolve(base: &str, location: &str) -> String {
         format!("{}/{location}", &base[..dir_end])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_cannot_escape_the_store() {
+        assert_eq!(
+            file_name("https://h/x/resnet-18.mar?sig=1").unwrap(),
+            "resnet-18.mar"
+        );
+        for bad in [
+            "https://h/x/",
+            "https://h/..mar",
+            "https://h/a/../.mar",
+            "https://h/model.zip",
+            "https://h/%2e%2e.mar",
+        ] {
+            assert!(file_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redirects_resolve_against_the_current_url() {
+        assert_eq!(
+            resolve("http://a:1/m/x.mar", "/n/y.mar"),
+            "http://a:1/n/y.mar"
+        );
+        assert_eq!(resolve("http://a:1/m/x.mar", "y.mar"), "http://a:1/m/y.mar");
+        assert_eq!(
+            resolve("http://a:1/m/x.mar", "https://b/z.mar"),
+            "https://b/z.mar"
+        );
+    }
+}
