@@ -29,10 +29,10 @@ wasmtime::component::bindgen!({
 
 // bindgen puts the world's `use`d types (Tensor, Request, Response, Error, Context) at
 // this module's root; these two are only reachable through the interface.
-pub use wasmserve::handler::types::{Dtype, Part};
+pub use self::wasmserve::handler::types::{Dtype, Part};
 /// A handler's own error for one request (the WIT `error` record).
 pub type HandlerError = Error;
-use wasmserve::handler::host::Level;
+use self::wasmserve::handler::host::Level;
 
 /// How often the epoch ticker advances; the time bound of a call is rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -115,9 +115,9 @@ impl WasiView for HostState {
     }
 }
 
-impl wasmserve::handler::types::Host for HostState {}
+impl self::wasmserve::handler::types::Host for HostState {}
 
-impl wasmserve::handler::host::Host for HostState {
+impl self::wasmserve::handler::host::Host for HostState {
     fn log(&mut self, level: Level, message: String) {
         let target = &*self.log_target;
         match level {
