@@ -161,3 +161,75 @@ fn js_handler_classifies_reddit_posts() {
         "{body}"
     );
 }
+
+#[test]
+fn c_handler_classifies_reddit_posts() {
+    let store = ModelStore::new();
+    let wasm = build("build-c-handler.sh", store.path(), "c_reddit");
+    store.archive(
+        "creddit",
+        &asset("models/reddit_bytelstm.pt"),
+        wasm.to_str().unwrap(),
+        &[&asset("models/reddit_topics.txt")],
+    );
+    let labels: Vec<String> = std::fs::read_to_string(asset("models/reddit_topics.txt"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    assert_eq!(labels.len(), 16);
+    let server = serve(&store, "creddit.mar");
+    for (text, topic, p) in [
+        (
+            "The Lakers beat the Celtics in overtime last night",
+            "nba",
+            0.9999,
+        ),
+        (
+            "New patch nerfs Mercy and buffs Reinhardt",
+            "Overwatch",
+            0.857,
+        ),
+    ] {
+        let (status, body) = json(server.post("/predictions/creddit", text.as_bytes().to_vec()));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["topic"], topic, "{text}: {body}");
+        let probs = body["probabilities"].as_object().unwrap();
+        // Every label of the file, in its order.
+        assert_eq!(
+            probs.keys().collect::<Vec<_>>(),
+            labels.iter().collect::<Vec<_>>()
+        );
+        let q = probs[topic].as_f64().unwrap();
+        assert!((q - p).abs() <= 0.05 * p, "{text}: {q} against {p}");
+        let best = probs
+            .iter()
+            .max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()))
+            .unwrap();
+        assert_eq!(best.0, topic);
+    }
+    // The same sentence as JSON.
+    let (status, body) = json(
+        client()
+            .post(server.url("/predictions/creddit"))
+            .json(
+                &serde_json::json!({"text": "The Lakers beat the Celtics in overtime last night"}),
+            )
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["probabilities"]["nba"].as_f64().unwrap() > 0.99,
+        "{body}"
+    );
+    // An empty post fails alone.
+    let (status, body) = json(server.post("/predictions/creddit", Vec::new()));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("empty"),
+        "{body}"
+    );
+}
