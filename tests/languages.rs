@@ -90,12 +90,14 @@ fn python_handler_classifies_the_ten_digits() {
     assert_eq!(status, 200);
 }
 
-#[test]
-fn js_handler_classifies_reddit_posts() {
+/// Builds a reddit text-classifier handler with `script`, serves it with
+/// reddit_bytelstm.pt and checks the two reference sentences, the JSON form and an
+/// empty post.
+fn check_reddit_handler(script: &str, model: &str) {
     let store = ModelStore::new();
-    let wasm = build("build-js-handler.sh", store.path(), "js_reddit");
+    let wasm = build(script, store.path(), model);
     store.archive(
-        "jsreddit",
+        model,
         &asset("models/reddit_bytelstm.pt"),
         wasm.to_str().unwrap(),
         &[&asset("models/reddit_topics.txt")],
@@ -108,7 +110,7 @@ fn js_handler_classifies_reddit_posts() {
         .map(String::from)
         .collect();
     assert_eq!(labels.len(), 16);
-    let server = serve(&store, "jsreddit.mar");
+    let server = serve(&store, &format!("{model}.mar"));
     for (text, topic, p) in [
         (
             "The Lakers beat the Celtics in overtime last night",
@@ -121,7 +123,8 @@ fn js_handler_classifies_reddit_posts() {
             0.857,
         ),
     ] {
-        let (status, body) = json(server.post("/predictions/jsreddit", text.as_bytes().to_vec()));
+        let (status, body) =
+            json(server.post(&format!("/predictions/{model}"), text.as_bytes().to_vec()));
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["topic"], topic, "{text}: {body}");
         let probs = body["probabilities"].as_object().unwrap();
@@ -141,7 +144,7 @@ fn js_handler_classifies_reddit_posts() {
     // The same sentence as JSON.
     let (status, body) = json(
         client()
-            .post(server.url("/predictions/jsreddit"))
+            .post(server.url(&format!("/predictions/{model}")))
             .json(
                 &serde_json::json!({"text": "The Lakers beat the Celtics in overtime last night"}),
             )
@@ -154,7 +157,7 @@ fn js_handler_classifies_reddit_posts() {
         "{body}"
     );
     // An empty post fails alone.
-    let (status, body) = json(server.post("/predictions/jsreddit", Vec::new()));
+    let (status, body) = json(server.post(&format!("/predictions/{model}"), Vec::new()));
     assert_eq!(status, 400, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("empty"),
@@ -163,73 +166,11 @@ fn js_handler_classifies_reddit_posts() {
 }
 
 #[test]
+fn js_handler_classifies_reddit_posts() {
+    check_reddit_handler("build-js-handler.sh", "jsreddit");
+}
+
+#[test]
 fn c_handler_classifies_reddit_posts() {
-    let store = ModelStore::new();
-    let wasm = build("build-c-handler.sh", store.path(), "c_reddit");
-    store.archive(
-        "creddit",
-        &asset("models/reddit_bytelstm.pt"),
-        wasm.to_str().unwrap(),
-        &[&asset("models/reddit_topics.txt")],
-    );
-    let labels: Vec<String> = std::fs::read_to_string(asset("models/reddit_topics.txt"))
-        .unwrap()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    assert_eq!(labels.len(), 16);
-    let server = serve(&store, "creddit.mar");
-    for (text, topic, p) in [
-        (
-            "The Lakers beat the Celtics in overtime last night",
-            "nba",
-            0.9999,
-        ),
-        (
-            "New patch nerfs Mercy and buffs Reinhardt",
-            "Overwatch",
-            0.857,
-        ),
-    ] {
-        let (status, body) = json(server.post("/predictions/creddit", text.as_bytes().to_vec()));
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["topic"], topic, "{text}: {body}");
-        let probs = body["probabilities"].as_object().unwrap();
-        // Every label of the file, in its order.
-        assert_eq!(
-            probs.keys().collect::<Vec<_>>(),
-            labels.iter().collect::<Vec<_>>()
-        );
-        let q = probs[topic].as_f64().unwrap();
-        assert!((q - p).abs() <= 0.05 * p, "{text}: {q} against {p}");
-        let best = probs
-            .iter()
-            .max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()))
-            .unwrap();
-        assert_eq!(best.0, topic);
-    }
-    // The same sentence as JSON.
-    let (status, body) = json(
-        client()
-            .post(server.url("/predictions/creddit"))
-            .json(
-                &serde_json::json!({"text": "The Lakers beat the Celtics in overtime last night"}),
-            )
-            .send()
-            .unwrap(),
-    );
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        body["probabilities"]["nba"].as_f64().unwrap() > 0.99,
-        "{body}"
-    );
-    // An empty post fails alone.
-    let (status, body) = json(server.post("/predictions/creddit", Vec::new()));
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("empty"),
-        "{body}"
-    );
+    check_reddit_handler("build-c-handler.sh", "creddit");
 }
