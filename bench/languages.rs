@@ -20,19 +20,8 @@ use std::time::{Duration, Instant};
 use wasmserve::model::{Model, from_torch, to_torch};
 use wasmserve::runtime::{Context, HandlerRuntime, Limits, Part, Request, Sandbox, Tensor};
 
-fn median(n: usize, mut f: impl FnMut()) -> Duration {
-    for _ in 0..5 {
-        f();
-    }
-    let mut xs: Vec<Duration> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    xs.sort();
-    xs[n / 2]
+fn median(n: usize, f: impl FnMut()) -> Duration {
+    common::median_time(5, n, f)
 }
 
 fn ms(d: Duration) -> f64 {

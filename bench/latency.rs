@@ -8,31 +8,15 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 const WARMUP: usize = 20;
 const RUNS: usize = 100;
 
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-fn time(n: usize, mut f: impl FnMut()) -> Duration {
-    for _ in 0..WARMUP {
-        f();
-    }
-    median(
-        (0..n)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed()
-            })
-            .collect(),
-    )
+fn time(n: usize, f: impl FnMut()) -> Duration {
+    median_time(WARMUP, n, f)
 }
 
 fn main() {

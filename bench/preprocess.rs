@@ -8,23 +8,12 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmserve::runtime::{Context, HandlerRuntime, Limits, Part, Request, Sandbox};
 
-fn median(n: usize, mut f: impl FnMut()) -> Duration {
-    for _ in 0..10 {
-        f();
-    }
-    let mut xs: Vec<Duration> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    xs.sort();
-    xs[n / 2]
+fn median(n: usize, f: impl FnMut()) -> Duration {
+    common::median_time(10, n, f)
 }
 
 fn main() {

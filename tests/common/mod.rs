@@ -326,3 +326,19 @@ pub fn scripted_model(dir: &Path, name: &str, forward: &str) -> PathBuf {
     zip.finish().unwrap();
     path
 }
+
+/// The median time of `runs` calls of `f`, after `warmup` calls (for the benchmarks).
+pub fn median_time(warmup: usize, runs: usize, mut f: impl FnMut()) -> std::time::Duration {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut times: Vec<std::time::Duration> = (0..runs)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
