@@ -145,9 +145,9 @@ fn main() {
         let t = Instant::now();
         let component = runtime.compile(&case.component).unwrap();
         let compile = t.elapsed();
-        let sandbox = Sandbox {
-            model_dir: case.model_dir.clone(),
-            context: Context {
+        let sandbox = Sandbox::new(
+            case.model_dir.clone(),
+            Context {
                 model_name: "bench".into(),
                 model_version: "1.0".into(),
                 manifest: "{}".into(),
@@ -155,7 +155,7 @@ fn main() {
                 batch_size: 1,
                 device: "cpu".into(),
             },
-        };
+        );
         let instantiate = median(30, || {
             std::hint::black_box(component.instantiate(&sandbox).unwrap());
         });

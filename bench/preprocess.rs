@@ -38,10 +38,7 @@ fn main() {
         batch_size: 1,
         device: "cpu".into(),
     };
-    let sandbox = Sandbox {
-        model_dir: dir.path().to_path_buf(),
-        context,
-    };
+    let sandbox = Sandbox::new(dir.path().to_path_buf(), context);
     let instantiate = median(100, || {
         std::hint::black_box(component.instantiate(&sandbox).unwrap());
     });

@@ -35,6 +35,35 @@ pub struct ServerConfig {
     pub inference_address: SocketAddr,
     /// `management_address`, default `http://127.0.0.1:8081`.
     pub management_address: SocketAddr,
+    /// `metrics_address`, default `http://127.0.0.1:8082`.
+    pub metrics_address: SocketAddr,
+    /// `enable_metrics_api`, default true: whether the metrics API listens and the
+    /// server records metrics at all (off, requests skip the bookkeeping).
+    pub enable_metrics_api: bool,
+    /// Whether the listeners speak HTTPS: any of the three addresses given as
+    /// `https://` (then `certificate_file` and `private_key_file` are required).
+    pub tls: Option<TlsFiles>,
+    /// `disable_token_authorization` (or `--disable-token-auth`): serve without
+    /// `Authorization: Bearer` keys. Default false: keys are required, as in
+    /// TorchServe 0.11+.
+    pub disable_token_authorization: bool,
+    /// `token_expiration_min`: how long an inference or management key stays valid,
+    /// default 60 minutes (TorchServe's); a new key comes from `GET /token`.
+    pub token_expiration: Duration,
+    /// `key_file`: where the keys are written (mode 0600), default
+    /// `./key_file.json` as TorchServe.
+    pub key_file: PathBuf,
+    /// `max_response_size` in bytes: the largest body a handler may answer with,
+    /// default 6553500 (TorchServe's).
+    pub max_response_size: usize,
+    /// `client_timeout` in seconds: how long a client may take to send a request's
+    /// headers and its body, default 30. Slower clients are disconnected.
+    pub client_timeout: Duration,
+    /// `handler_memory_limit_mb`: the most linear memory any handler instance may use,
+    /// default 256 MiB; a model's `handlerMemoryLimitMb` may only lower it.
+    pub handler_memory_limit: usize,
+    /// Whether an address was given as `https://` (checked against `tls`).
+    https_seen: bool,
     /// `enable_model_api`: whether models may be registered and unregistered through
     /// the management API (TorchServe 0.11+: off by default; `--enable-model-api`).
     pub enable_model_api: bool,
@@ -69,11 +98,30 @@ pub struct ServerConfig {
     pub intra_op_threads: Option<usize>,
 }
 
+/// The PEM files of the HTTPS listeners.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// `certificate_file`: the certificate chain, leaf first.
+    pub certificate_file: PathBuf,
+    /// `private_key_file`: its private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key_file: PathBuf,
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             inference_address: "127.0.0.1:8080".parse().unwrap(),
             management_address: "127.0.0.1:8081".parse().unwrap(),
+            metrics_address: "127.0.0.1:8082".parse().unwrap(),
+            enable_metrics_api: true,
+            tls: None,
+            disable_token_authorization: false,
+            token_expiration: Duration::from_secs(60 * 60),
+            key_file: PathBuf::from("key_file.json"),
+            max_response_size: 6_553_500,
+            client_timeout: Duration::from_secs(30),
+            handler_memory_limit: 256 << 20,
+            https_seen: false,
             enable_model_api: false,
             model_store: None,
             load_models: Vec::new(),
@@ -98,15 +146,6 @@ pub fn num_cores() -> usize {
         .unwrap_or(1)
 }
 
-/// Keys TorchServe defines that wasmserve accepts but does not act on yet.
-const ACCEPTED_LATER: &[&str] = &[
-    "metrics_address",
-    "max_response_size",
-    "disable_token_authorization",
-    "certificate_file",
-    "private_key_file",
-];
-
 impl ServerConfig {
     /// Reads a `config.properties` file over the defaults.
     pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
@@ -116,6 +155,7 @@ impl ServerConfig {
         })?;
         let mut config = ServerConfig::default();
         config.apply(&parse_properties(&text))?;
+        config.check_tls()?;
         Ok(config)
     }
 
@@ -123,8 +163,36 @@ impl ServerConfig {
     pub fn apply(&mut self, props: &BTreeMap<String, String>) -> Result<(), ConfigError> {
         for (key, value) in props {
             match key.as_str() {
-                "inference_address" => self.inference_address = parse_address(key, value)?,
-                "management_address" => self.management_address = parse_address(key, value)?,
+                "inference_address" => {
+                    self.inference_address = parse_address(key, value)?;
+                    self.https_seen |= value.trim().starts_with("https://");
+                }
+                "management_address" => {
+                    self.management_address = parse_address(key, value)?;
+                    self.https_seen |= value.trim().starts_with("https://");
+                }
+                "metrics_address" => {
+                    self.metrics_address = parse_address(key, value)?;
+                    self.https_seen |= value.trim().starts_with("https://");
+                }
+                "enable_metrics_api" => self.enable_metrics_api = parse_bool(key, value)?,
+                "certificate_file" => self.tls_file(|t| &mut t.certificate_file, value),
+                "private_key_file" => self.tls_file(|t| &mut t.private_key_file, value),
+                "disable_token_authorization" => {
+                    self.disable_token_authorization = parse_bool(key, value)?
+                }
+                "token_expiration_min" => {
+                    self.token_expiration =
+                        Duration::from_secs(60 * parse_positive(key, value)? as u64)
+                }
+                "key_file" => self.key_file = PathBuf::from(value),
+                "max_response_size" => self.max_response_size = parse_positive(key, value)?,
+                "client_timeout" => {
+                    self.client_timeout = Duration::from_secs(parse_positive(key, value)? as u64)
+                }
+                "handler_memory_limit_mb" => {
+                    self.handler_memory_limit = parse_positive(key, value)? << 20
+                }
                 "enable_model_api" => self.enable_model_api = parse_bool(key, value)?,
                 "model_store" => self.model_store = Some(PathBuf::from(value)),
                 "load_models" => {
@@ -154,9 +222,6 @@ impl ServerConfig {
                 "intra_op_threads" | "number_of_netty_threads_torch" => {
                     self.intra_op_threads = Some(parse_positive(key, value)?)
                 }
-                k if ACCEPTED_LATER.contains(&k) => {
-                    tracing::warn!("config key `{k}` is not supported yet; ignoring it")
-                }
                 k => tracing::info!("config key `{k}` does not apply to wasmserve; ignoring it"),
             }
         }
@@ -165,6 +230,34 @@ impl ServerConfig {
 }
 
 impl ServerConfig {
+    fn tls_file(&mut self, field: impl Fn(&mut TlsFiles) -> &mut PathBuf, value: &str) {
+        let tls = self.tls.get_or_insert_with(|| TlsFiles {
+            certificate_file: PathBuf::new(),
+            private_key_file: PathBuf::new(),
+        });
+        *field(tls) = PathBuf::from(value);
+    }
+
+    /// HTTPS needs both files; the files without an `https://` address are an error too
+    /// (TorchServe serves HTTPS only on `https://` addresses).
+    fn check_tls(&mut self) -> Result<(), ConfigError> {
+        match &self.tls {
+            Some(t) if t.certificate_file.as_os_str().is_empty() => Err(bad(
+                "certificate_file",
+                "HTTPS needs both certificate_file and private_key_file",
+            )),
+            Some(t) if t.private_key_file.as_os_str().is_empty() => Err(bad(
+                "private_key_file",
+                "HTTPS needs both certificate_file and private_key_file",
+            )),
+            None if self.https_seen => Err(bad(
+                "inference_address",
+                "an https:// address needs certificate_file and private_key_file",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// These settings as `config.properties` lines (what a snapshot records).
     pub fn to_properties(&self) -> String {
         let mut out = format!(
@@ -194,6 +287,27 @@ impl ServerConfig {
         ));
         if let Some(n) = self.intra_op_threads {
             out.push_str(&format!("intra_op_threads={n}\n"));
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        out = out.replace("_address=http://", &format!("_address={scheme}://"));
+        out.push_str(&format!(
+            "metrics_address={scheme}://{}\nenable_metrics_api={}\ndisable_token_authorization={}\ntoken_expiration_min={}\n\
+             key_file={}\nmax_response_size={}\nclient_timeout={}\nhandler_memory_limit_mb={}\n",
+            self.metrics_address,
+            self.enable_metrics_api,
+            self.disable_token_authorization,
+            self.token_expiration.as_secs() / 60,
+            self.key_file.display(),
+            self.max_response_size,
+            self.client_timeout.as_secs(),
+            self.handler_memory_limit >> 20,
+        ));
+        if let Some(t) = &self.tls {
+            out.push_str(&format!(
+                "certificate_file={}\nprivate_key_file={}\n",
+                t.certificate_file.display(),
+                t.private_key_file.display()
+            ));
         }
         out
     }
@@ -296,6 +410,8 @@ pub struct ModelSettings {
     pub max_batch_delay: Duration,
     pub response_timeout: Duration,
     pub job_queue_size: usize,
+    /// `handlerMemoryLimitMb`: the handler's linear memory cap, in bytes.
+    pub handler_memory_limit: usize,
     /// The yaml keys the server does not use, passed to the handler as JSON.
     pub handler_config: serde_json::Map<String, serde_json::Value>,
 }
@@ -310,6 +426,7 @@ impl ModelSettings {
             max_batch_delay: server.max_batch_delay,
             response_timeout: server.default_response_timeout,
             job_queue_size: server.job_queue_size,
+            handler_memory_limit: server.handler_memory_limit,
             handler_config: serde_json::Map::new(),
         }
     }
@@ -350,6 +467,19 @@ impl ModelSettings {
                     self.response_timeout = Duration::from_secs(int(&v)?.max(1) as u64)
                 }
                 "jobQueueSize" => self.job_queue_size = int(&v)?.max(1),
+                "handlerMemoryLimitMb" => {
+                    let mb = int(&v)?;
+                    if mb == 0 || mb << 20 > self.handler_memory_limit {
+                        return Err(bad(
+                            &key,
+                            format!(
+                                "in {file}: {mb} MiB; it must be between 1 and the server's handler_memory_limit_mb ({})",
+                                self.handler_memory_limit >> 20
+                            ),
+                        ));
+                    }
+                    self.handler_memory_limit = mb << 20;
+                }
                 "startupTimeout" | "deviceType" | "deviceIds" | "parallelType"
                 | "parallelLevel" => {}
                 _ => {

@@ -6,6 +6,9 @@
 //!
 //! - [`archive`]: the `.mar` format, writing archives and extracting them safely;
 //! - [`runtime`]: compiling, checking and sandboxing handler components (wasmtime);
+//! - [`guest_io`]: what a handler may log and record, and the sandbox's clocks;
+//! - [`metrics`]: the metrics the metrics API exposes (prometheus-client);
+//! - [`logging`]: the console log and the log files (access, server, model);
 //! - [`builtin`]: the handler components embedded in the binary;
 //! - [`model`]: TorchScript models through tch;
 //! - [`worker`]: worker lanes, batching, preprocess → forward → postprocess;
@@ -24,6 +27,9 @@ pub mod builtin;
 pub mod config;
 pub mod daemon;
 pub mod download;
+pub mod guest_io;
+pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod runtime;

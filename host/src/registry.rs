@@ -143,6 +143,8 @@ impl ModelVersion {
             sandbox: Sandbox {
                 model_dir: archive.dir.clone(),
                 context,
+                max_memory: settings.handler_memory_limit,
+                call_timeout: settings.response_timeout,
             },
             batch_size: settings.batch_size,
             max_batch_delay: settings.max_batch_delay,
@@ -247,6 +249,7 @@ impl ModelVersion {
                 lane.stop();
             }
         }
+        crate::metrics::global().set_workers(&self.name, &self.version, lanes.len());
         Ok(())
     }
 
@@ -266,6 +269,7 @@ impl ModelVersion {
 impl Drop for ModelVersion {
     fn drop(&mut self) {
         let _ = self.scale_to(0);
+        crate::metrics::global().remove_model(&self.name, &self.version);
     }
 }
 

@@ -14,13 +14,17 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
 };
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+use crate::guest_io::{
+    CallBudget, CoarseMonotonicClock, CoarseWallClock, GuestOutput, ModelLabels,
+};
 
 wasmtime::component::bindgen!({
     world: "handler",
@@ -102,8 +106,14 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
-    /// `model/version`, prefixed to the handler's log lines.
-    log_target: Arc<str>,
+    /// The model and version the instance serves: the labels the host puts on its log
+    /// lines and metrics (a guest cannot override them).
+    labels: Arc<ModelLabels>,
+    /// What the current call may still log and record (reset at every call).
+    budget: Arc<CallBudget>,
+    /// When the current call must end: sleeps inside the guest are cut short at it, so
+    /// that a guest waiting in a host call cannot outlive its time limit.
+    call_deadline: Option<Instant>,
 }
 
 impl WasiView for HostState {
@@ -119,18 +129,73 @@ impl self::wasmserve::handler::types::Host for HostState {}
 
 impl self::wasmserve::handler::host::Host for HostState {
     fn log(&mut self, level: Level, message: String) {
-        let target = &*self.log_target;
-        match level {
-            Level::Trace => tracing::trace!(model = target, "{message}"),
-            Level::Debug => tracing::debug!(model = target, "{message}"),
-            Level::Info => tracing::info!(model = target, "{message}"),
-            Level::Warn => tracing::warn!(model = target, "{message}"),
-            Level::Error => tracing::error!(model = target, "{message}"),
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        if self.budget.take_log_line(&self.labels) {
+            crate::guest_io::model_log(&self.labels, level, "log", &message);
         }
     }
 
-    fn metric(&mut self, name: String, value: f64, unit: String, _labels: Vec<(String, String)>) {
-        tracing::debug!(model = &*self.log_target, "metric {name} = {value} {unit}");
+    fn metric(&mut self, name: String, value: f64, unit: String, labels: Vec<(String, String)>) {
+        if self.budget.take_metric(&self.labels) {
+            crate::metrics::handler_metric(&self.labels, &name, value, &unit, &labels);
+        }
+    }
+}
+
+/// `wasi:clocks/monotonic-clock` as the sandbox has it: the coarse clock of the
+/// instance's `WasiCtx`, and sleeps cut short at the current call's deadline.
+struct SandboxClocks;
+
+impl wasmtime::component::HasData for SandboxClocks {
+    type Data<'a> = SandboxClocksView<'a>;
+}
+
+struct SandboxClocksView<'a> {
+    inner: wasmtime_wasi::clocks::WasiClocksCtxView<'a>,
+    deadline: Option<Instant>,
+}
+
+impl SandboxClocksView<'_> {
+    fn cap(&self, nanos: u64) -> u64 {
+        match self.deadline {
+            Some(d) => nanos.min(d.saturating_duration_since(Instant::now()).as_nanos() as u64),
+            None => nanos,
+        }
+    }
+}
+
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
+
+impl monotonic_clock::Host for SandboxClocksView<'_> {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        self.inner.now()
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<u64> {
+        self.inner.resolution()
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        when: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        let now = self.inner.now()?;
+        let nanos = self.cap(when.saturating_sub(now));
+        self.inner.subscribe_duration(nanos)
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        nanos: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        let nanos = self.cap(nanos);
+        self.inner.subscribe_duration(nanos)
     }
 }
 
@@ -193,6 +258,19 @@ impl HandlerRuntime {
         let engine = Engine::new(config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // The sandbox's own monotonic clock replaces WASI's (see `SandboxClocks`).
+        linker.allow_shadowing(true);
+        monotonic_clock::add_to_linker::<HostState, SandboxClocks>(&mut linker, |s| {
+            let deadline = s.call_deadline;
+            SandboxClocksView {
+                inner: wasmtime_wasi::clocks::WasiClocksCtxView {
+                    ctx: s.wasi.clocks(),
+                    table: &mut s.table,
+                },
+                deadline,
+            }
+        })?;
+        linker.allow_shadowing(false);
         Handler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
         Ok(HandlerRuntime {
             engine,
@@ -307,20 +385,50 @@ pub struct HandlerComponent {
     limits: Limits,
 }
 
-/// Where an instance runs and what its `init` is told.
+/// Where an instance runs, what its `init` is told, and the model's own limits.
+///
+/// The limits are the model's (`model-config.yaml`: `handlerMemoryLimitMb`,
+/// `responseTimeout`), within the runtime's [`Limits`], which bound every model.
 #[derive(Clone, Debug)]
 pub struct Sandbox {
     /// The extracted archive, preopened read-only as `/model`.
     pub model_dir: PathBuf,
     /// The context passed to `init`.
     pub context: Context,
+    /// Largest linear memory of this model's instances, in bytes (capped at
+    /// [`Limits::max_memory`]).
+    pub max_memory: usize,
+    /// Longest one call may run (capped at [`Limits::call_timeout`]).
+    pub call_timeout: Duration,
+}
+
+impl Sandbox {
+    /// A sandbox for `model_dir` with the runtime's default limits.
+    pub fn new(model_dir: PathBuf, context: Context) -> Sandbox {
+        let limits = Limits::default();
+        Sandbox {
+            model_dir,
+            context,
+            max_memory: limits.max_memory,
+            call_timeout: limits.call_timeout,
+        }
+    }
 }
 
 impl HandlerComponent {
     /// A fresh, initialised instance in its own sandbox.
     pub fn instantiate(&self, sandbox: &Sandbox) -> Result<HandlerInstance, RuntimeError> {
+        let labels = Arc::new(ModelLabels {
+            model_name: sandbox.context.model_name.clone(),
+            model_version: sandbox.context.model_version.clone(),
+        });
+        let budget = Arc::new(CallBudget::default());
         let mut wasi = WasiCtx::builder();
         wasi.allow_blocking_current_thread(true)
+            .wall_clock(CoarseWallClock)
+            .monotonic_clock(CoarseMonotonicClock::default())
+            .stdout(GuestOutput::new("stdout", labels.clone(), budget.clone()))
+            .stderr(GuestOutput::new("stderr", labels.clone(), budget.clone()))
             .preopened_dir(&sandbox.model_dir, "/model", FsPerms::ReadOnly)
             .map_err(|e| {
                 RuntimeError::Other(format!(
@@ -329,23 +437,25 @@ impl HandlerComponent {
                 ))
             })?;
         let limits = wasmtime::StoreLimitsBuilder::new()
-            .memory_size(self.limits.max_memory)
+            .memory_size(sandbox.max_memory.min(self.limits.max_memory))
             .table_elements(self.limits.max_table_elements)
             .instances(32)
+            // A failed `memory.grow` traps instead of returning -1, so that the error
+            // names the limit (a guest allocator would abort with `unreachable`).
+            .trap_on_grow_failure(true)
             .build();
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limits,
-            log_target: format!(
-                "{}/{}",
-                sandbox.context.model_name, sandbox.context.model_version
-            )
-            .into(),
+            labels,
+            budget,
+            call_deadline: None,
         };
+        let call_timeout = sandbox.call_timeout.min(self.limits.call_timeout);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.deadline_ticks());
+        store.set_epoch_deadline(deadline_ticks(call_timeout));
         let bindings = self
             .pre
             .instantiate(&mut store)
@@ -353,24 +463,29 @@ impl HandlerComponent {
         let mut instance = HandlerInstance {
             store,
             bindings,
-            deadline: self.deadline_ticks(),
+            call_timeout,
+            memory_limit: sandbox.max_memory.min(self.limits.max_memory),
         };
         instance
             .call(|b, s| b.call_init(s, &sandbox.context))?
             .map_err(RuntimeError::Init)?;
         Ok(instance)
     }
+}
 
-    fn deadline_ticks(&self) -> u64 {
-        (self.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
-    }
+/// A call's time bound in epoch ticks, rounded up, plus one for the tick in progress.
+fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis().div_ceil(EPOCH_TICK.as_millis())).max(1) as u64 + 1
 }
 
 /// A live handler instance. Not shared: one per worker lane.
 pub struct HandlerInstance {
     store: Store<HostState>,
     bindings: Handler,
-    deadline: u64,
+    /// The time bound of each call.
+    call_timeout: Duration,
+    /// The linear memory cap, for error messages.
+    memory_limit: usize,
 }
 
 impl HandlerInstance {
@@ -396,11 +511,27 @@ impl HandlerInstance {
         &mut self,
         f: impl FnOnce(&Handler, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, RuntimeError> {
-        self.store.set_epoch_deadline(self.deadline);
-        f(&self.bindings, &mut self.store).map_err(|e| {
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.call_timeout));
+        let state = self.store.data_mut();
+        state.call_deadline = Some(Instant::now() + self.call_timeout);
+        state.budget.reset();
+        let (timeout, memory) = (self.call_timeout, self.memory_limit);
+        let result = f(&self.bindings, &mut self.store);
+        let state = self.store.data_mut();
+        state.call_deadline = None;
+        state.budget.finish(&state.labels);
+        result.map_err(|e| {
             let msg = match e.downcast_ref::<wasmtime::Trap>() {
-                Some(wasmtime::Trap::Interrupt) => "it ran past its time limit".to_string(),
+                Some(wasmtime::Trap::Interrupt) => format!(
+                    "it ran past its time limit of {:.1} s (responseTimeout)",
+                    timeout.as_secs_f64()
+                ),
                 Some(trap) => trap.to_string(),
+                None if format!("{e:#}").contains("growing memory") => format!(
+                    "it ran out of memory: its limit is {} MiB (handlerMemoryLimitMb)",
+                    memory >> 20
+                ),
                 None => format!("{e:#}"),
             };
             RuntimeError::Trap(msg)

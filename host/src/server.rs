@@ -9,6 +9,8 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::ListenerOptions;
+use crate::api::auth::{KeyKind, TokenAuth};
 use crate::api::inference::InferenceApi;
 use crate::api::management::ManagementApi;
 use crate::config::ServerConfig;
@@ -34,6 +36,10 @@ pub struct StartArgs {
     /// Allow registering and unregistering models through the management API.
     #[arg(long)]
     pub enable_model_api: bool,
+    /// Serve without token authorization (TorchServe's flag). By default every request
+    /// must carry `Authorization: Bearer KEY` with a key from `key_file.json`.
+    #[arg(long)]
+    pub disable_token_auth: bool,
     /// Stay in the foreground instead of starting a background server.
     #[arg(long)]
     pub foreground: bool,
@@ -71,6 +77,7 @@ impl StartArgs {
             config.load_models = self.models.clone();
         }
         config.enable_model_api |= self.enable_model_api;
+        config.disable_token_authorization |= self.disable_token_auth;
         if let Some(store) = config.model_store.as_ref().filter(|s| !s.is_dir()) {
             anyhow::bail!("the model store {} is not a folder", store.display());
         }
@@ -80,22 +87,12 @@ impl StartArgs {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn run_foreground(args: StartArgs) -> anyhow::Result<()> {
-    init_logging();
+    let _logs = crate::logging::init(Some(&args.log_dir))?;
     let config = args.config()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(serve(config, args.snapshot_dir()))
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("WASMSERVE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// The cache of compiled handler components.
@@ -117,6 +114,8 @@ pub struct ServerState {
     pub work_dir: PathBuf,
     /// Where snapshots go (`None`: `--ncs`).
     pub snapshot_dir: Option<PathBuf>,
+    /// The API keys (`None`: token authorization disabled).
+    pub auth: Option<Arc<TokenAuth>>,
 }
 
 impl ServerState {
@@ -134,7 +133,40 @@ async fn bind(addr: std::net::SocketAddr, what: &str, key: &str) -> anyhow::Resu
     })
 }
 
+/// The TLS acceptor of the HTTPS listeners, from the PEM files.
+fn tls_acceptor(files: &crate::config::TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&files.certificate_file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| {
+            format!(
+                "reading certificate_file {}",
+                files.certificate_file.display()
+            )
+        })?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "certificate_file {} holds no PEM certificate",
+        files.certificate_file.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(&files.private_key_file).with_context(|| {
+        format!(
+            "reading private_key_file {} (PEM: PKCS#8, PKCS#1 or SEC1)",
+            files.private_key_file.display()
+        )
+    })?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the certificate and the private key do not fit together")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 async fn serve(config: ServerConfig, snapshot_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
     let inference = bind(
         config.inference_address,
         "inference API",
@@ -147,9 +179,28 @@ async fn serve(config: ServerConfig, snapshot_dir: Option<PathBuf>) -> anyhow::R
         "management_address",
     )
     .await?;
+    let metrics = match config.enable_metrics_api {
+        true => Some(bind(config.metrics_address, "metrics API", "metrics_address").await?),
+        false => None,
+    };
+    crate::metrics::global().set_enabled(config.enable_metrics_api);
     let (inference_addr, management_addr) = (inference.local_addr()?, management.local_addr()?);
+    let auth = if config.disable_token_authorization {
+        tracing::warn!(
+            "token authorization is disabled: anyone who can reach the APIs can use them"
+        );
+        None
+    } else {
+        let auth = TokenAuth::generate(&config.key_file, config.token_expiration)
+            .with_context(|| format!("writing the key file {}", config.key_file.display()))?;
+        Some(Arc::new(auth))
+    };
 
-    let runtime = Arc::new(HandlerRuntime::new(Limits::default(), component_cache())?);
+    let runtime_limits = Limits {
+        max_memory: config.handler_memory_limit,
+        ..Limits::default()
+    };
+    let runtime = Arc::new(HandlerRuntime::new(runtime_limits, component_cache())?);
     let work_dir = tempfile::Builder::new()
         .prefix("wasmserve-")
         .tempdir()
@@ -160,6 +211,7 @@ async fn serve(config: ServerConfig, snapshot_dir: Option<PathBuf>) -> anyhow::R
         config,
         work_dir: work_dir.path().to_path_buf(),
         snapshot_dir,
+        auth: auth.clone(),
     });
     match state.config.model_snapshot.clone() {
         Some(snapshot) => restore_snapshot(&state, &snapshot).await,
@@ -167,14 +219,24 @@ async fn serve(config: ServerConfig, snapshot_dir: Option<PathBuf>) -> anyhow::R
     }
     state.snapshot();
 
+    let options = |api, kind: Option<KeyKind>| ListenerOptions {
+        api,
+        tls: tls.clone(),
+        client_timeout: state.config.client_timeout,
+        auth: kind.and_then(|k| auth.clone().map(|a| (a, k))),
+        count_answers: kind.is_some(),
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let api = Arc::new(InferenceApi {
         registry: state.registry.clone(),
         max_request_size: state.config.max_request_size,
+        max_response_size: state.config.max_response_size,
+        client_timeout: state.config.client_timeout,
     });
     let inference_server = tokio::spawn(crate::api::serve(
         inference,
-        move |req, peer| api.clone().handle(req, peer),
+        options("inference", Some(KeyKind::Inference)),
+        move |req, id| api.clone().handle(req, id),
         shutdown_rx.clone(),
     ));
     let mgmt = Arc::new(ManagementApi {
@@ -182,17 +244,40 @@ async fn serve(config: ServerConfig, snapshot_dir: Option<PathBuf>) -> anyhow::R
     });
     let management_server = tokio::spawn(crate::api::serve(
         management,
-        move |req, peer| mgmt.clone().handle(req, peer),
-        shutdown_rx,
+        options("management", Some(KeyKind::Management)),
+        move |req, id| mgmt.clone().handle(req, id),
+        shutdown_rx.clone(),
     ));
-    println!("wasmserve: inference API on http://{inference_addr}");
-    println!("wasmserve: management API on http://{management_addr}");
+    let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
+    let metrics_server = metrics.map(|listener| {
+        tokio::spawn(crate::api::serve(
+            listener,
+            options("metrics", None),
+            |req, _id| crate::api::metrics::handle(req),
+            shutdown_rx,
+        ))
+    });
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(auth) = &auth {
+        println!(
+            "wasmserve: API keys in {} (send `Authorization: Bearer KEY`)",
+            auth.file().display()
+        );
+    }
+    println!("wasmserve: inference API on {scheme}://{inference_addr}");
+    println!("wasmserve: management API on {scheme}://{management_addr}");
+    if let Some(addr) = metrics_addr {
+        println!("wasmserve: metrics API on {scheme}://{addr}");
+    }
     crate::daemon::announce_ready()?;
 
     wait_for_signal().await;
     tracing::info!("stopping: no new connections; finishing requests in flight");
     let _ = shutdown_tx.send(true);
     let _ = tokio::join!(inference_server, management_server);
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     let registry = state.registry.clone();
     tokio::task::spawn_blocking(move || registry.clear()).await?;
     crate::daemon::forget_pid();

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::oneshot;
 
+use crate::metrics::LaneTimes;
 use crate::model::{self, Model};
 use crate::runtime::{
     HandlerComponent, HandlerInstance, Request, Response, RuntimeError, Sandbox, Tensor,
@@ -133,14 +134,40 @@ fn run(
 struct Pending {
     job: Job,
     inputs: Vec<Tensor>,
+    times: LaneTimes,
+}
+
+fn request_span(job: &Job) -> tracing::Span {
+    tracing::info_span!("request", request_id = %job.request.id)
 }
 
 fn run_batch(ctx: &LaneContext, instance: &mut HandlerInstance, batch: Vec<Job>) {
+    let batch_started = Instant::now();
     let mut pending = Vec::with_capacity(batch.len());
     for job in batch {
-        tracing::debug!(request_id = %job.request.id, "queued for {} us", job.enqueued.elapsed().as_micros());
-        match instance.preprocess(&job.request) {
-            Ok(Ok(inputs)) => pending.push(Pending { job, inputs }),
+        let _span = request_span(&job).entered();
+        let queue = job.enqueued.elapsed();
+        tracing::debug!("queued for {} us", queue.as_micros());
+        let started = Instant::now();
+        let result = instance.preprocess(&job.request);
+        let times = LaneTimes {
+            queue,
+            handler: started.elapsed(),
+            ..Default::default()
+        };
+        match result {
+            Ok(Ok(inputs)) => match inputs.iter().try_for_each(model::check_tensor) {
+                Ok(()) => pending.push(Pending { job, inputs, times }),
+                Err(e) => reply(
+                    job,
+                    Err(PredictError::Handler {
+                        status: 500,
+                        message: format!(
+                            "the handler's preprocess returned a malformed tensor: {e}"
+                        ),
+                    }),
+                ),
+            },
             Ok(Err(e)) => reply(
                 job,
                 Err(PredictError::Handler {
@@ -149,14 +176,27 @@ fn run_batch(ctx: &LaneContext, instance: &mut HandlerInstance, batch: Vec<Job>)
                 }),
             ),
             Err(e) => {
+                tracing::warn!("the handler's preprocess failed: {e}");
                 reply(job, Err(PredictError::Crash(e.to_string())));
                 renew(ctx, instance);
             }
         }
     }
+    let (name, version) = (
+        &ctx.sandbox.context.model_name,
+        &ctx.sandbox.context.model_version,
+    );
+    let mut done = Vec::new();
+    let mut forward_total = Duration::ZERO;
     for group in group_stackable(pending) {
+        let started = Instant::now();
         let outputs = forward(ctx, &group);
-        for (p, out) in group.into_iter().zip(outputs) {
+        let forward_time = started.elapsed();
+        forward_total += forward_time;
+        for (mut p, out) in group.into_iter().zip(outputs) {
+            let _span = request_span(&p.job).entered();
+            p.times.forward = forward_time;
+            let started = Instant::now();
             let result = match out {
                 Err(e) => Err(e),
                 Ok(outputs) => match instance.postprocess(&p.job.request, &outputs) {
@@ -171,8 +211,18 @@ fn run_batch(ctx: &LaneContext, instance: &mut HandlerInstance, batch: Vec<Job>)
                     }
                 },
             };
+            p.times.handler += started.elapsed();
             reply(p.job, result);
+            done.push(p.times);
         }
+    }
+    // The lane's own share: the batch's time outside handlers and forwards.
+    let busy: Duration = done.iter().map(|t| t.handler).sum::<Duration>() + forward_total;
+    let lane = batch_started.elapsed().saturating_sub(busy);
+    let metrics = crate::metrics::global();
+    for mut t in done {
+        t.lane = lane;
+        metrics.lane_times(name, version, &t);
     }
 }
 

@@ -131,7 +131,13 @@ pub struct Server {
     pub base: String,
     /// `http://127.0.0.1:PORT` of the management API.
     pub management: String,
+    /// `http://127.0.0.1:PORT` of the metrics API, once announced.
+    metrics: Option<String>,
     log: Arc<Mutex<String>>,
+    /// Everything the server printed on stdout so far.
+    printed: Arc<Mutex<String>>,
+    /// Announcements of the APIs not yet consumed (the metrics API comes last).
+    rx: mpsc::Receiver<(&'static str, String)>,
 }
 
 impl Server {
@@ -150,7 +156,7 @@ impl Server {
         let cfg = store.join(format!("config-{}.properties", std::process::id()));
         std::fs::write(
             &cfg,
-            format!("inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n{config}\n"),
+            format!("inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\nmetrics_address=http://127.0.0.1:0\n{config}\n"),
         )
         .unwrap();
         let mut args: Vec<String> = vec!["--model-store".into(), store.display().to_string()];
@@ -163,8 +169,17 @@ impl Server {
         Server::spawn(&args, env)
     }
 
-    /// `wasmserve start --foreground ARGS…`; waits until both APIs listen.
+    /// `wasmserve start --foreground --disable-token-auth ARGS…`; waits until both APIs
+    /// listen. Token authorization has its own tests ([`Server::spawn_with_auth`]).
     pub fn spawn(args: &[String], env: &[(&str, &str)]) -> Server {
+        let mut all = vec!["--disable-token-auth".to_string()];
+        all.extend_from_slice(args);
+        Server::spawn_with_auth(&all, env)
+    }
+
+    /// `wasmserve start --foreground ARGS…` (token authorization as ARGS say); waits
+    /// until both APIs listen.
+    pub fn spawn_with_auth(args: &[String], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(bin());
         cmd.args(["start", "--foreground"])
             .args(args)
@@ -177,9 +192,16 @@ impl Server {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
+        let printed = Arc::new(Mutex::new(String::new()));
+        let out_sink = printed.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                for api in ["inference", "management"] {
+                {
+                    let mut out = out_sink.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+                for api in ["inference", "management", "metrics"] {
                     if let Some(url) = line.strip_prefix(&format!("wasmserve: {api} API on ")) {
                         let _ = tx.send((api, url.to_string()));
                     }
@@ -196,9 +218,11 @@ impl Server {
             }
         });
         let (mut base, mut management) = (String::new(), String::new());
+        let mut metrics = None;
         while base.is_empty() || management.is_empty() {
             match rx.recv_timeout(Duration::from_secs(120)) {
                 Ok(("inference", url)) => base = url,
+                Ok(("metrics", url)) => metrics = Some(url),
                 Ok((_, url)) => management = url,
                 Err(_) => {
                     let _ = child.kill();
@@ -213,7 +237,10 @@ impl Server {
             child,
             base,
             management,
+            metrics,
             log,
+            printed,
+            rx,
         }
     }
 
@@ -224,6 +251,26 @@ impl Server {
     /// A URL on the management API.
     pub fn mgmt(&self, path: &str) -> String {
         format!("{}{path}", self.management)
+    }
+
+    /// A URL on the metrics API (waits for its announcement).
+    pub fn metrics_url(&mut self, path: &str) -> String {
+        while self.metrics.is_none() {
+            match self.rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(("metrics", url)) => self.metrics = Some(url),
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "the server announced no metrics API; its log:\n{}",
+                    self.log()
+                ),
+            }
+        }
+        format!("{}{path}", self.metrics.as_deref().unwrap())
+    }
+
+    /// Whether the server printed `text` on stdout.
+    pub fn stdout_has(&self, text: &str) -> bool {
+        self.printed.lock().unwrap().contains(text)
     }
 
     /// The server's process id.

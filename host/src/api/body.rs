@@ -11,9 +11,24 @@ use hyper::header::{CONTENT_TYPE, HeaderMap};
 use super::ApiError;
 use crate::runtime::Part;
 
-/// Reads the whole body, failing with 413 past `limit` bytes.
-pub async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
+/// Reads the whole body, failing with 413 past `limit` bytes and with 408 when the
+/// client takes longer than `timeout` to send it.
+pub async fn read_limited(
+    body: Incoming,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    let Ok(read) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeoutException",
+            format!(
+                "The request body did not arrive within client_timeout ({} s)",
+                timeout.as_secs()
+            ),
+        ));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

@@ -6,9 +6,8 @@
 //!
 //! Every response carries an `x-request-id`: the client's, or a new one.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -22,45 +21,28 @@ use crate::registry::Registry;
 use crate::runtime;
 use crate::worker::{Job, PredictError};
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
 /// What the inference API needs.
 pub struct InferenceApi {
     pub registry: Arc<Registry>,
     /// `max_request_size`.
     pub max_request_size: usize,
+    /// `max_response_size`: a handler's larger answer becomes a 500.
+    pub max_response_size: usize,
+    /// `client_timeout`: how long the body may take to arrive.
+    pub client_timeout: Duration,
 }
 
 impl InferenceApi {
-    /// Answers one request.
+    /// Answers one request (`request_id`: its `x-request-id`).
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        request_id: String,
     ) -> Response<Body> {
-        let started = Instant::now();
-        let request_id = req
-            .headers()
-            .get(&X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map(String::from)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let (method, path) = (req.method().clone(), req.uri().path().to_string());
-        let mut resp = match self.route(req, &request_id).await {
+        match self.route(req, &request_id).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            resp.headers_mut().insert(X_REQUEST_ID, v);
         }
-        tracing::info!(
-            target: "access",
-            "{peer} \"{method} {path}\" {} {}us request_id={request_id}",
-            resp.status().as_u16(),
-            started.elapsed().as_micros()
-        );
-        resp
     }
 
     async fn route(
@@ -106,8 +88,20 @@ impl InferenceApi {
         request_id: &str,
     ) -> Result<Response<Body>, ApiError> {
         let target = self.registry.get(model, version)?;
+        let started = Instant::now();
+        let result = self.predict_on(&target, req, request_id).await;
+        crate::metrics::global().inference(&target.name, &target.version, started.elapsed());
+        result
+    }
+
+    async fn predict_on(
+        &self,
+        target: &crate::registry::ModelVersion,
+        req: Request<Incoming>,
+        request_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
         let (parts, body) = req.into_parts();
-        let bytes = body::read_limited(body, self.max_request_size).await?;
+        let bytes = body::read_limited(body, self.max_request_size, self.client_timeout).await?;
         let headers: Vec<(String, String)> = parts
             .headers
             .iter()
@@ -131,8 +125,10 @@ impl InferenceApi {
                 target.name
             )));
         }
+        // The lane bounds each handler call by the same timeout and answers first; the
+        // grace second lets its message arrive.
         let timeout = target.settings.response_timeout;
-        let result = match tokio::time::timeout(timeout, rx).await {
+        let result = match tokio::time::timeout(timeout + Duration::from_secs(1), rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => return Err(ApiError::unavailable("the worker stopped before answering")),
             Err(_) => {
@@ -143,6 +139,13 @@ impl InferenceApi {
             }
         };
         match result {
+            Ok(resp) if resp.body.len() > self.max_response_size => {
+                Err(ApiError::internal(format!(
+                    "the handler's response of {} bytes exceeds max_response_size ({} bytes)",
+                    resp.body.len(),
+                    self.max_response_size
+                )))
+            }
             Ok(resp) => Ok(handler_response(resp)),
             Err(e) => Err(prediction_error(e)),
         }

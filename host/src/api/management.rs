@@ -15,7 +15,6 @@
 //! an `http(s)://` URL downloaded into the store; the URLs must match `allowed_urls`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,15 +75,12 @@ impl ManagementApi {
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        _request_id: String,
     ) -> Response<Body> {
-        let (method, path) = (req.method().clone(), req.uri().path().to_string());
-        let resp = match self.route(req).await {
+        match self.route(req).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
-        };
-        tracing::info!(target: "access", "{peer} \"{method} {path}\" {} (management)", resp.status().as_u16());
-        resp
+        }
     }
 
     async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -106,9 +102,23 @@ impl ManagementApi {
                 Ok(json_response(StatusCode::OK, &super::openapi::management()))
             }
             (["models"], &Method::GET) => self.list(&params),
+            (["token"], &Method::GET) => match &self.state.auth {
+                Some(auth) => {
+                    let kind = params.get("type").map(String::as_str).unwrap_or("");
+                    Ok(json_response(StatusCode::OK, &auth.refresh(&req, kind)?))
+                }
+                None => Err(ApiError::bad_request(
+                    "token authorization is disabled on this server",
+                )),
+            },
+            (["token"], _) => Err(ApiError::method_not_allowed()),
             (["models"], &Method::POST) => {
-                let bytes =
-                    body::read_limited(req.into_body(), self.state.config.max_request_size).await?;
+                let bytes = body::read_limited(
+                    req.into_body(),
+                    self.state.config.max_request_size,
+                    self.state.config.client_timeout,
+                )
+                .await?;
                 merge_json_body(&mut params, &bytes)?;
                 self.register(params).await
             }

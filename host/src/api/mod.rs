@@ -1,9 +1,13 @@
-//! The HTTP side: the listener loop, TorchServe's error body, and the request-body
-//! parsing the APIs share. Each API has its own module.
+//! The HTTP side: the listener loop (HTTP or HTTPS, client timeouts, graceful stop),
+//! what every request goes through before its API sees it (request id, token
+//! authorization, access log, status metrics), TorchServe's error body, and the
+//! request-body parsing the APIs share. Each API has its own module.
 
+pub mod auth;
 pub mod body;
 pub mod inference;
 pub mod management;
+pub mod metrics;
 pub mod openapi;
 
 use std::convert::Infallible;
@@ -11,16 +15,22 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
-/// A client that has not sent its headers after this long is disconnected.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+use self::auth::{KeyKind, TokenAuth};
+
+/// The header carrying a request's id, the client's or a new one.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Every response body the APIs send.
 pub type Body = Full<Bytes>;
@@ -114,15 +124,87 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
         .expect("static response parts are valid")
 }
 
-/// Serves `listener` with `handle` until `shutdown` turns true, then lets in-flight
-/// connections finish.
-pub async fn serve<H, F>(listener: TcpListener, handle: H, mut shutdown: watch::Receiver<bool>)
+/// How one listener serves, besides its API.
+#[derive(Clone)]
+pub struct ListenerOptions {
+    /// The API's name in the access log (`inference`, `management`, `metrics`).
+    pub api: &'static str,
+    /// HTTPS when set.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// How long a client may take to send its headers (and, read by the APIs, its
+    /// body), and to finish a TLS handshake.
+    pub client_timeout: Duration,
+    /// The keys this API requires, and which one (`None`: open, like the metrics API
+    /// or any API with `--disable-token-auth`).
+    pub auth: Option<(Arc<TokenAuth>, KeyKind)>,
+    /// Whether answers count in `Requests2XX/4XX/5XX` (TorchServe counts the inference
+    /// and management APIs).
+    pub count_answers: bool,
+}
+
+/// A request's id: the client's `x-request-id` when it is usable, else a new UUID.
+fn request_id(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(String::from)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// One request through the common steps, then `handle`.
+async fn answer<H, F>(
+    handle: &H,
+    opts: &ListenerOptions,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body>
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, String) -> F,
+    F: Future<Output = Response<Body>>,
+{
+    let started = Instant::now();
+    let id = request_id(&req);
+    let line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
+    let span = tracing::info_span!("request", request_id = %id);
+    let denied = opts
+        .auth
+        .as_ref()
+        .and_then(|(auth, kind)| auth.check(*kind, &req).err());
+    let mut resp = match denied {
+        Some(e) => e.into_response(),
+        None => handle(req, id.clone()).instrument(span).await,
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    let status = resp.status().as_u16();
+    if opts.count_answers {
+        crate::metrics::global().api_answer(status);
+    }
+    tracing::info!(
+        target: crate::logging::ACCESS,
+        "{peer} \"{line}\" {status} {}us request_id={id} api={}",
+        started.elapsed().as_micros(),
+        opts.api,
+    );
+    resp
+}
+
+/// Serves `listener` with `handle` until `shutdown` turns true, then lets in-flight
+/// requests finish (for up to 30 s).
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    opts: ListenerOptions,
+    handle: H,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    H: Fn(Request<Incoming>, String) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let handle = Arc::new(handle);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let opts = Arc::new(opts);
+    let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -134,27 +216,66 @@ where
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let handle = handle.clone();
+                let (handle, opts2, graceful) = (handle.clone(), opts.clone(), graceful.clone());
                 let service = hyper::service::service_fn(move |req| {
-                    let fut = handle(req, peer);
-                    async move { Ok::<_, Infallible>(fut.await) }
+                    let (handle, opts) = (handle.clone(), opts2.clone());
+                    async move { Ok::<_, Infallible>(answer(&*handle, &opts, req, peer).await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!("connection from {peer}: {e}");
+                let builder = {
+                    let mut b = hyper::server::conn::http1::Builder::new();
+                    b.timer(TokioTimer::new()).header_read_timeout(opts.client_timeout);
+                    b
+                };
+                match opts.tls.clone() {
+                    None => {
+                        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!("connection from {peer}: {e}");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        let timeout = opts.client_timeout;
+                        tokio::spawn(async move {
+                            let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => tls,
+                                Ok(Err(e)) => {
+                                    tracing::debug!("TLS handshake with {peer} failed: {e}");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake with {peer} timed out");
+                                    return;
+                                }
+                            };
+                            let conn = graceful.watch(builder.serve_connection(TokioIo::new(tls), service));
+                            drop(graceful);
+                            if let Err(e) = conn.await {
+                                tracing::debug!("connection from {peer}: {e}");
+                            }
+                        });
+                    }
+                }
             }
             _ = shutdown.changed() => break,
         }
     }
     drop(listener);
-    if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown())
+    // TLS handshakes in progress hold a reference until their connection is watched.
+    let waiting_since = Instant::now();
+    let mut graceful = graceful;
+    let graceful = loop {
+        match Arc::try_unwrap(graceful) {
+            Ok(g) => break g,
+            Err(g) if waiting_since.elapsed() < opts.client_timeout => {
+                graceful = g;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(_) => break hyper_util::server::graceful::GracefulShutdown::new(),
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
         .await
         .is_err()
     {
