@@ -574,6 +574,17 @@ mod tests {
     }
 
     #[test]
+    fn defaults_are_secure() {
+        let c = ServerConfig::default();
+        for addr in [c.inference_address, c.management_address, c.metrics_address] {
+            assert!(addr.ip().is_loopback(), "{addr}");
+        }
+        assert!(!c.enable_model_api);
+        assert!(!c.disable_token_authorization);
+        assert!(!c.url_allowed("https://example.com/a.mar"));
+    }
+
+    #[test]
     fn allowed_urls_match_whole_urls() {
         let mut c = ServerConfig::default();
         assert!(c.url_allowed("file:///models/a.mar"));
