@@ -13,6 +13,7 @@ all: build
 deps:
 	@ln -sfn "$$(./scripts/install-libtorch.sh)" .libtorch
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@command -v promtool >/dev/null || ./scripts/install-promtool.sh
 
 build: deps
 	$(CARGO) build --release

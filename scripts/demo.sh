@@ -24,12 +24,15 @@ echo "== archive"
 echo "== start"
 cfg="$store/config.properties"
 port="${WASMSERVE_DEMO_PORT:-8080}"
-printf 'inference_address=http://127.0.0.1:%s\nmanagement_address=http://127.0.0.1:%s\n' "$port" "$((port + 1))" > "$cfg"
+printf 'inference_address=http://127.0.0.1:%s\nmanagement_address=http://127.0.0.1:%s\nmetrics_address=http://127.0.0.1:%s\nkey_file=%s\n' \
+  "$port" "$((port + 1))" "$((port + 2))" "$store/key_file.json" > "$cfg"
 "$bin" start --model-store "$store" --models mobilenet=mobilenet.mar --ts-config "$cfg" --log-dir "$store/logs"
 
 echo "== predict kitten.jpg"
-curl -sS --fail-with-body -X POST "http://127.0.0.1:${WASMSERVE_DEMO_PORT:-8080}/predictions/mobilenet" \
-  -T "$assets/images/kitten.jpg" | python3 -m json.tool
+# Token authorization is on (TorchServe 0.11+): the inference key is in key_file.json.
+key="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["inference"]["key"])' "$store/key_file.json")"
+curl -sS --fail-with-body -X POST "http://127.0.0.1:${port}/predictions/mobilenet" \
+  -H "Authorization: Bearer $key" -T "$assets/images/kitten.jpg" | python3 -m json.tool
 
 echo "== stop"
 "$bin" stop
