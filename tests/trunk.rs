@@ -448,7 +448,9 @@ fn start_in_background_then_stop() {
     std::fs::write(
         &cfg,
         format!(
-            "inference_address=http://127.0.0.1:{port}\nmanagement_address=http://127.0.0.1:0\n"
+            "inference_address=http://127.0.0.1:{port}\nmanagement_address=http://127.0.0.1:0\n\
+             metrics_address=http://127.0.0.1:0\nkey_file={}\n",
+            store.path().join("key_file.json").display()
         ),
     )
     .unwrap();
@@ -482,9 +484,15 @@ fn start_in_background_then_stop() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Token authorization is on by default: the key is in the key file.
+    let keys: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(store.path().join("key_file.json")).unwrap(),
+    )
+    .unwrap();
     let (status, _) = json(
         client()
             .post(format!("http://127.0.0.1:{port}/predictions/mobilenet"))
+            .bearer_auth(keys["inference"]["key"].as_str().unwrap())
             .body(std::fs::read(asset("images/kitten.jpg")).unwrap())
             .send()
             .unwrap(),

@@ -183,6 +183,33 @@ pub fn to_torch(t: &Tensor) -> Result<tch::Tensor, ModelError> {
         .map_err(|e| ModelError::Input(e.to_string()))
 }
 
+/// A libtorch tensor over `t`'s own bytes, without copying them (a copy only when the
+/// bytes are not aligned for the element type).
+///
+/// # Safety
+///
+/// The returned tensor borrows `t.data`: the caller must keep `t` alive and its data
+/// unmoved for as long as the returned tensor, and any tensor that may alias it (a
+/// model's output can be its input), lives. libtorch may write into the bytes (an
+/// in-place op in the model), which `&mut` allows.
+pub unsafe fn borrow_torch(t: &mut Tensor) -> Result<tch::Tensor, ModelError> {
+    check_tensor(t)?;
+    let kind = kind_of(t.dtype);
+    let elem = kind.elt_size_in_bytes();
+    if t.data.is_empty() || !(t.data.as_ptr() as usize).is_multiple_of(elem) {
+        return to_torch(t);
+    }
+    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+    let mut strides = vec![1i64; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1].max(1);
+    }
+    // SAFETY: `check_tensor` proved the buffer holds exactly shape × element size
+    // bytes; the caller keeps it alive and unmoved (this function's contract).
+    unsafe { tch::Tensor::f_from_blob(t.data.as_mut_ptr(), &shape, &strides, kind, Device::Cpu) }
+        .map_err(|e| ModelError::Input(e.to_string()))
+}
+
 /// The WIT tensor of a libtorch tensor (moved to the CPU and made contiguous first).
 pub fn from_torch(name: &str, t: &tch::Tensor) -> Result<Tensor, ModelError> {
     let kind = t.kind();

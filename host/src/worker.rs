@@ -188,9 +188,9 @@ fn run_batch(ctx: &LaneContext, instance: &mut HandlerInstance, batch: Vec<Job>)
     );
     let mut done = Vec::new();
     let mut forward_total = Duration::ZERO;
-    for group in group_stackable(pending) {
+    for mut group in group_stackable(pending) {
         let started = Instant::now();
-        let outputs = forward(ctx, &group);
+        let outputs = forward(ctx, &mut group);
         let forward_time = started.elapsed();
         forward_total += forward_time;
         for (mut p, out) in group.into_iter().zip(outputs) {
@@ -266,21 +266,39 @@ fn group_stackable(pending: Vec<Pending>) -> Vec<Vec<Pending>> {
 }
 
 /// Runs one forward for a group and returns each request's outputs.
-fn forward(ctx: &LaneContext, group: &[Pending]) -> Vec<Result<Vec<Tensor>, PredictError>> {
+///
+/// The inputs reach libtorch without a copy: a single request's tensors are lent as
+/// they came out of the sandbox, a batch's are stacked once into one buffer that is
+/// lent in turn. The only other copy is of the outputs, into the tensors handed to
+/// postprocess.
+fn forward(ctx: &LaneContext, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, PredictError>> {
+    let len = group.len();
     let fail = |msg: String| {
-        (0..group.len())
+        (0..len)
             .map(|_| Err(PredictError::Model(msg.clone())))
             .collect()
     };
     let n_inputs = group[0].inputs.len();
+    // Declared before `args` and `outputs`, so that it outlives every libtorch tensor
+    // that borrows from it.
+    let mut stacked: Vec<Tensor> = if group.len() == 1 {
+        Vec::new()
+    } else {
+        (0..n_inputs)
+            .map(|i| stack(group.iter().map(|p| &p.inputs[i])))
+            .collect()
+    };
     let mut args = Vec::with_capacity(n_inputs);
     for i in 0..n_inputs {
-        let stacked = if group.len() == 1 {
-            model::to_torch(&group[0].inputs[i])
+        let source = if group.len() == 1 {
+            &mut group[0].inputs[i]
         } else {
-            stack(group.iter().map(|p| &p.inputs[i]))
+            &mut stacked[i]
         };
-        match stacked {
+        // SAFETY: `source` (a request's input, or `stacked`) outlives `args` and
+        // `outputs`, which are dropped at the end of this function, after the outputs
+        // were copied out by `from_torch`.
+        match unsafe { model::borrow_torch(source) } {
             Ok(t) => args.push(t),
             Err(e) => return fail(e.to_string()),
         }
@@ -325,24 +343,23 @@ fn forward(ctx: &LaneContext, group: &[Pending]) -> Vec<Result<Vec<Tensor>, Pred
     per_request.into_iter().map(Ok).collect()
 }
 
-/// Concatenates same-typed tensors on dimension 0 into one libtorch tensor, with a
-/// single copy of the data.
-fn stack<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Result<tch::Tensor, model::ModelError> {
+/// Concatenates same-typed tensors on dimension 0 into one buffer (the batch's one copy).
+/// A malformed tensor makes a tensor that `check_tensor` refuses.
+fn stack<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Tensor {
     let tensors: Vec<&Tensor> = tensors.collect();
     let first = tensors[0];
     let mut data = Vec::with_capacity(tensors.iter().map(|t| t.data.len()).sum());
     let mut rows = 0;
     for t in &tensors {
-        model::check_tensor(t)?;
         data.extend_from_slice(&t.data);
         rows += t.shape[0];
     }
     let mut shape = first.shape.clone();
     shape[0] = rows;
-    model::to_torch(&Tensor {
+    Tensor {
         name: String::new(),
         dtype: first.dtype,
         shape,
         data,
-    })
+    }
 }
