@@ -7,7 +7,9 @@
 //! (Python's round, ties to even), so the tensors match PyTorch's to within the
 //! differences between JPEG decoders.
 
+#[cfg(not(target_arch = "wasm32"))]
 use fast_image_resize::images::{Image as FirImage, ImageRef};
+#[cfg(not(target_arch = "wasm32"))]
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use std::borrow::Cow;
@@ -32,38 +34,121 @@ pub struct Image {
     pub pixels: Vec<u8>,
 }
 
+/// The largest image decoded: 40 megapixels…
+pub const MAX_PIXELS: u64 = 40_000_000;
+/// …and 16384 pixels on a side (a decompression bomb is refused before it is decoded).
+pub const MAX_SIDE: u32 = 16_384;
+
 /// Decodes a JPEG or PNG (any colour type) into 8-bit RGB. Fails with 400 when `bytes`
 /// is not an image in a supported format.
+///
+/// In a handler (wasm32) the host decodes, natively; elsewhere this crate does.
 pub fn decode_rgb(bytes: &[u8]) -> Result<Image, Error> {
-    let img = decode(bytes)?.into_rgb8();
-    Ok(Image {
-        width: img.width(),
-        height: img.height(),
-        channels: 3,
-        pixels: img.into_raw(),
-    })
+    decode_to(bytes, 3)
 }
 
 /// Decodes a JPEG or PNG into 8-bit greyscale (ITU-R 601 luma, as PIL's `convert("L")`).
 pub fn decode_luma(bytes: &[u8]) -> Result<Image, Error> {
-    let img = decode(bytes)?.into_luma8();
-    Ok(Image {
-        width: img.width(),
-        height: img.height(),
-        channels: 1,
-        pixels: img.into_raw(),
-    })
+    decode_to(bytes, 1)
 }
 
-fn decode(bytes: &[u8]) -> Result<image::DynamicImage, Error> {
-    let format = image::guess_format(bytes).map_err(|_| {
-        Error::bad_request("the input is not an image: expected a JPEG or PNG file")
-    })?;
-    image::load_from_memory_with_format(bytes, format)
-        .map_err(|e| Error::bad_request(format!("cannot decode the {format:?} image: {e}")))
+/// Decodes into RGB (`channels` 3) or grey (1) and resizes the shorter side to `size`
+/// (torchvision's `Resize(size)`), in one step (one host call in a handler).
+pub fn decode_resize_shorter(bytes: &[u8], channels: u32, size: u32) -> Result<Image, Error> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use crate::bindings::wasmserve::handler::image as host;
+        host::decode_resize_shorter(bytes, channels as u8, size)
+            .map(Image::from_host)
+            .map_err(Error::bad_request)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        decode_to(bytes, channels)?.resize_shorter_side(size)
+    }
+}
+
+fn decode_to(bytes: &[u8], channels: u32) -> Result<Image, Error> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use crate::bindings::wasmserve::handler::image as host;
+        host::decode(bytes, channels as u8)
+            .map(Image::from_host)
+            .map_err(Error::bad_request)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        native::decode(bytes, channels).map_err(Error::bad_request)
+    }
+}
+
+/// The implementations the host runs for the `image` interface (and native builds use).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native {
+    use super::{Image, MAX_PIXELS, MAX_SIDE};
+
+    /// Decodes into `channels` 1 or 3, within [`MAX_PIXELS`] and [`MAX_SIDE`].
+    pub fn decode(bytes: &[u8], channels: u32) -> Result<Image, String> {
+        let format = image::guess_format(bytes)
+            .map_err(|_| "the input is not an image: expected a JPEG or PNG file".to_string())?;
+        let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+        reader.limits(limits());
+        let (w, h) = reader
+            .into_dimensions()
+            .map_err(|e| format!("cannot decode the {format:?} image: {e}"))?;
+        if w as u64 * h as u64 > MAX_PIXELS {
+            return Err(format!(
+                "the image is {w}x{h}, over the {MAX_PIXELS}-pixel limit"
+            ));
+        }
+        let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+        reader.limits(limits());
+        let img = reader
+            .decode()
+            .map_err(|e| format!("cannot decode the {format:?} image: {e}"))?;
+        Ok(match channels {
+            1 => {
+                let g = img.into_luma8();
+                Image {
+                    width: g.width(),
+                    height: g.height(),
+                    channels: 1,
+                    pixels: g.into_raw(),
+                }
+            }
+            3 => {
+                let c = img.into_rgb8();
+                Image {
+                    width: c.width(),
+                    height: c.height(),
+                    channels: 3,
+                    pixels: c.into_raw(),
+                }
+            }
+            n => return Err(format!("cannot decode into {n} channels; use 1 or 3")),
+        })
+    }
+
+    fn limits() -> image::Limits {
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_SIDE);
+        limits.max_image_height = Some(MAX_SIDE);
+        limits.max_alloc = Some(MAX_PIXELS * 4);
+        limits
+    }
 }
 
 impl Image {
+    #[cfg(target_arch = "wasm32")]
+    fn from_host(img: crate::bindings::wasmserve::handler::image::Image) -> Image {
+        Image {
+            width: img.width,
+            height: img.height,
+            channels: img.channels as u32,
+            pixels: img.pixels,
+        }
+    }
+
     /// Resizes so that the shorter side is `size` (torchvision's `Resize(size)`), with
     /// PIL's antialiased bilinear filter.
     pub fn resize_shorter_side(&self, size: u32) -> Result<Image, Error> {
@@ -77,7 +162,33 @@ impl Image {
     }
 
     /// Resizes to exactly `width` × `height` with PIL's antialiased bilinear filter.
+    ///
+    /// In a handler (wasm32) the host resizes, natively; elsewhere this crate does.
     pub fn resize(&self, width: u32, height: u32) -> Result<Image, Error> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            if (width, height) == (self.width, self.height) {
+                return Ok(self.clone());
+            }
+            let img = crate::bindings::wasmserve::handler::image::Image {
+                width: self.width,
+                height: self.height,
+                channels: self.channels as u8,
+                pixels: self.pixels.clone(),
+            };
+            crate::bindings::wasmserve::handler::image::resize(&img, width, height)
+                .map(Image::from_host)
+                .map_err(Error::bad_request)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.resize_natively(width, height)
+        }
+    }
+
+    /// [`Image::resize`] by this crate's own code (what the host runs).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn resize_natively(&self, width: u32, height: u32) -> Result<Image, Error> {
         if self.width == 0 || self.height == 0 || width == 0 || height == 0 {
             return Err(Error::bad_request("cannot resize an empty image"));
         }
@@ -160,7 +271,7 @@ impl Image {
 /// torchvision's standard ImageNet transform: `Resize(256)`, `CenterCrop(224)`,
 /// `ToTensor()`, `Normalize(IMAGENET_MEAN, IMAGENET_STD)`, as a `[1, 3, 224, 224]` tensor.
 pub fn imagenet_transform(bytes: &[u8]) -> Result<Tensor, Error> {
-    let img = decode_rgb(bytes)?.resize_shorter_side(256)?;
+    let img = decode_resize_shorter(bytes, 3, 256)?;
     let offsets = img.center_offsets(224, 224)?;
     img.to_chw_tensor(
         offsets,
