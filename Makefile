@@ -5,7 +5,7 @@ ASSETS ?= ../shared/assets
 export WASMSERVE_ASSETS := $(abspath $(ASSETS))
 CARGO ?= cargo
 
-.PHONY: all deps build demo test lint fmt clean
+.PHONY: all deps build demo test lint fmt clean bench
 
 all: build
 
@@ -26,6 +26,13 @@ test: build
 	$(CARGO) test --release -p wasmserve -p wasmserve-handler
 	$(MAKE) lint
 	$(CARGO) fmt --all -- --check
+
+# The comparison with TorchServe 0.12 (installed into the cache on first use) and the
+# native pipeline, printed and written to bench/RESULTS.md; then the criterion
+# micro-benchmark of the image_classifier handler, sandboxed against native.
+bench: build
+	$(CARGO) bench --bench suite
+	$(CARGO) bench --bench handler_criterion
 
 GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler
 

@@ -52,14 +52,21 @@ fn token_authorization_is_on_by_default() {
     let inference = k["inference"]["key"].as_str().unwrap().to_string();
     let management = k["management"]["key"].as_str().unwrap().to_string();
     let api = k["API"]["key"].as_str().unwrap().to_string();
-    assert!(k["inference"]["expiration time"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        k["inference"]["expiration time"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
 
     let metrics_url = server.metrics_url("/metrics");
     let server = server;
     let http = client();
     let kitten = std::fs::read(asset("images/kitten.jpg")).unwrap();
     let predict = |key: Option<&str>| {
-        let mut req = http.post(server.url("/predictions/mobilenet")).body(kitten.clone());
+        let mut req = http
+            .post(server.url("/predictions/mobilenet"))
+            .body(kitten.clone());
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
@@ -72,7 +79,11 @@ fn token_authorization_is_on_by_default() {
     });
     assert_eq!(predict(None), (400, refused.clone()));
     assert_eq!(predict(Some("wrong")), (400, refused.clone()));
-    assert_eq!(predict(Some(&management)).0, 400, "each API has its own key");
+    assert_eq!(
+        predict(Some(&management)).0,
+        400,
+        "each API has its own key"
+    );
     assert_eq!(predict(Some(&inference)).0, 200);
 
     // The management API wants its own key.
@@ -122,7 +133,11 @@ fn https_through_rustls_when_certificate_files_are_set() {
     // certificate used as the server's own).
     let dir = store.path();
     let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
-    let (cert, key, csr) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("cert.csr"));
+    let (cert, key, csr) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("cert.csr"),
+    );
     let ext = dir.join("ext.cnf");
     std::fs::write(
         &ext,
@@ -134,11 +149,28 @@ fn https_through_rustls_when_certificate_files_are_set() {
             .args(args)
             .output()
             .expect("openssl");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let s = |x: &'static str| std::ffi::OsStr::new(x);
-    let ec = [s("-newkey"), s("ec"), s("-pkeyopt"), s("ec_paramgen_curve:prime256v1"), s("-nodes")];
-    let mut a = vec![s("req"), s("-x509"), s("-days"), s("1"), s("-subj"), s("/CN=test CA")];
+    let ec = [
+        s("-newkey"),
+        s("ec"),
+        s("-pkeyopt"),
+        s("ec_paramgen_curve:prime256v1"),
+        s("-nodes"),
+    ];
+    let mut a = vec![
+        s("req"),
+        s("-x509"),
+        s("-days"),
+        s("1"),
+        s("-subj"),
+        s("/CN=test CA"),
+    ];
     a.extend(ec);
     a.extend([s("-keyout"), ca_key.as_os_str(), s("-out"), ca.as_os_str()]);
     openssl(&a);
@@ -147,9 +179,21 @@ fn https_through_rustls_when_certificate_files_are_set() {
     a.extend([s("-keyout"), key.as_os_str(), s("-out"), csr.as_os_str()]);
     openssl(&a);
     openssl(&[
-        s("x509"), s("-req"), s("-days"), s("1"), s("-in"), csr.as_os_str(), s("-CA"),
-        ca.as_os_str(), s("-CAkey"), ca_key.as_os_str(), s("-CAcreateserial"),
-        s("-extfile"), ext.as_os_str(), s("-out"), cert.as_os_str(),
+        s("x509"),
+        s("-req"),
+        s("-days"),
+        s("1"),
+        s("-in"),
+        csr.as_os_str(),
+        s("-CA"),
+        ca.as_os_str(),
+        s("-CAkey"),
+        ca_key.as_os_str(),
+        s("-CAcreateserial"),
+        s("-extfile"),
+        ext.as_os_str(),
+        s("-out"),
+        cert.as_os_str(),
     ]);
     let mut server = Server::start(
         store.path(),
@@ -161,7 +205,11 @@ fn https_through_rustls_when_certificate_files_are_set() {
             key.display()
         ),
     );
-    assert!(server.url("/").starts_with("https://"), "{}", server.url("/"));
+    assert!(
+        server.url("/").starts_with("https://"),
+        "{}",
+        server.url("/")
+    );
     let root = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
     let https = reqwest::blocking::Client::builder()
         .add_root_certificate(root)
@@ -178,7 +226,10 @@ fn https_through_rustls_when_certificate_files_are_set() {
     );
     assert_eq!(status, 200);
     assert!(body.get("tabby").is_some(), "{body}");
-    assert_eq!(json(https.get(server.mgmt("/models")).send().unwrap()).0, 200);
+    assert_eq!(
+        json(https.get(server.mgmt("/models")).send().unwrap()).0,
+        200
+    );
     let metrics = https.get(server.metrics_url("/metrics")).send().unwrap();
     assert_eq!(metrics.status().as_u16(), 200);
     // Plain HTTP on the HTTPS port gets no answer.
@@ -187,7 +238,12 @@ fn https_through_rustls_when_certificate_files_are_set() {
     // An https:// address without the files is a startup error naming the keys.
     let cfg = store.path().join("bad.properties");
     std::fs::write(&cfg, "inference_address=https://127.0.0.1:0\n").unwrap();
-    let out = wasmserve(&["start", "--foreground", "--ts-config", cfg.to_str().unwrap()]);
+    let out = wasmserve(&[
+        "start",
+        "--foreground",
+        "--ts-config",
+        cfg.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("certificate_file"), "{err}");
@@ -217,7 +273,10 @@ fn a_stop_finishes_the_requests_in_flight_and_exits_0() {
     let stopping = std::thread::spawn(move || server.stop());
     std::thread::sleep(Duration::from_millis(200));
     // No new connections once stopping.
-    assert!(client().get(&base).send().is_err(), "still accepting after SIGTERM");
+    assert!(
+        client().get(&base).send().is_err(),
+        "still accepting after SIGTERM"
+    );
     let (status, body) = in_flight.join().unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("tabby"), "{body}");

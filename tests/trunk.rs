@@ -485,10 +485,9 @@ fn start_in_background_then_stop() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Token authorization is on by default: the key is in the key file.
-    let keys: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(store.path().join("key_file.json")).unwrap(),
-    )
-    .unwrap();
+    let keys: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(store.path().join("key_file.json")).unwrap())
+            .unwrap();
     let (status, _) = json(
         client()
             .post(format!("http://127.0.0.1:{port}/predictions/mobilenet"))

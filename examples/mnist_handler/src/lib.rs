@@ -37,7 +37,12 @@ impl Handler for Mnist {
             .into_iter()
             .next()
             .ok_or_else(|| Error::internal("the model returned an empty output"))?;
-        metric("digit_score", score as f64, "logit", &[("digit", &digit.to_string())]);
+        metric(
+            "digit_score",
+            score as f64,
+            "logit",
+            &[("digit", &digit.to_string())],
+        );
         Response::json(&digit)
     }
 }

@@ -12,7 +12,8 @@ use wasmserve_handler::output::{LabelMap, softmax, top_k};
 use wasmserve_handler::vision::{image_bytes, imagenet_transform};
 use wasmserve_handler::{Context, Error, Handler, Request, Response, Tensor};
 
-struct ImageClassifier {
+/// The handler (public so that benchmarks can run the same code natively).
+pub struct ImageClassifier {
     labels: LabelMap,
     topk: usize,
 }
