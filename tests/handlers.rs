@@ -374,3 +374,41 @@ fn a_generated_handler_project_builds_and_serves() {
         serde_json::json!([{"name": "", "shape": [1, 5], "data": want}])
     );
 }
+
+#[test]
+fn a_batch_one_model_with_a_larger_batch_size_fails_per_request_and_lives_on() {
+    // mobilenet_v2_quantized.pt was traced for batch 1: its forward fails on 4 inputs.
+    let store = ModelStore::new();
+    store.archive_with_config(
+        "mobilenet",
+        &asset("models/mobilenet_v2_quantized.pt"),
+        "image_classifier",
+        &[&asset("images/index_to_name.json")],
+        Some("batchSize: 4\nmaxBatchDelay: 2000\nminWorkers: 1\nmaxWorkers: 1\n"),
+    );
+    let server = Server::start(store.path(), &["mobilenet.mar"], "");
+    let url = server.url("/predictions/mobilenet");
+    let answers: Vec<(u16, serde_json::Value)> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || json(client().post(url).body(kitten()).send().unwrap()))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    for (status, body) in &answers {
+        assert_eq!(*status, 503, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains("batch of 4 requests") && message.contains("batchSize: 1"),
+            "{message}"
+        );
+        assert!(message.contains("Error: "), "libtorch's cause: {message}");
+    }
+    // The server lives on; a lone request (a batch of one) is answered.
+    assert_eq!(json(client().get(server.url("/ping")).send().unwrap()).0, 200);
+    let (status, body) = json(server.post("/predictions/mobilenet", kitten()));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("tabby").is_some(), "{body}");
+}

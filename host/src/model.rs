@@ -119,11 +119,22 @@ fn ivalue_kind(v: &IValue) -> &'static str {
 
 /// libtorch error messages carry a C++ backtrace after the first lines; keep the part a
 /// user can act on.
+/// The useful part of a libtorch error: the last `…Error: …` line of a TorchScript
+/// traceback (the cause), else the text before the C++ backtrace.
 fn first_line(message: &str) -> String {
     let cut = message
         .find("\nException raised from")
         .unwrap_or(message.len());
-    message[..cut].trim().to_string()
+    let text = message[..cut].trim();
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| {
+            l.split_once(": ")
+                .is_some_and(|(head, _)| head.ends_with("Error") && !head.contains(' '))
+        })
+        .unwrap_or_else(|| text.lines().next().unwrap_or(text))
+        .to_string()
 }
 
 /// The libtorch kind of a WIT dtype.

@@ -310,6 +310,12 @@ fn forward(ctx: &LaneContext, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, 
     );
     let outputs = match ctx.model.forward(&args) {
         Ok(o) => o,
+        Err(e) if len > 1 => {
+            return fail(format!(
+                "the model's forward failed on a batch of {len} requests: {e}; if the model \
+                 takes one input at a time, set batchSize: 1 in its model-config.yaml"
+            ));
+        }
         Err(e) => return fail(e.to_string()),
     };
     if group.len() == 1 {
