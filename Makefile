@@ -34,7 +34,7 @@ bench: build
 	$(CARGO) bench --bench suite
 	$(CARGO) bench --bench handler_criterion
 
-GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler
+GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler faulty_handler hostile_handler
 
 lint: deps
 	$(CARGO) clippy --release --all-targets -- -D warnings

@@ -19,12 +19,14 @@ const GUESTS: &[&str] = &[
     "text_classifier",
     "base_handler",
     "mnist_handler",
+    "faulty_handler",
+    "hostile_handler",
 ];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    for dir in ["handlers", "examples", "wit"] {
+    for dir in ["handlers", "examples", "wit", "tests/guests"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(

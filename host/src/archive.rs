@@ -71,9 +71,9 @@ pub enum ArchiveError {
     UnsafePath(String),
     #[error("the archive entry {0:?} is a link; archives may not contain links")]
     Link(String),
-    #[error("the archive inflates past {0} bytes; refusing it")]
+    #[error("the archive inflates past {0} bytes (max_archive_inflated_size); refusing it")]
     TooLarge(u64),
-    #[error("the archive has more than {0} entries; refusing it")]
+    #[error("the archive has more than {0} entries (max_archive_entries); refusing it")]
     TooManyEntries(usize),
     #[error("the manifest names {field} {name:?}, which is not in the archive")]
     MissingFile { field: &'static str, name: String },
@@ -206,6 +206,18 @@ fn extract_zip(path: &Path, dest: &Path, limits: ExtractLimits) -> Result<(), Ar
     if zip.len() > limits.max_entries {
         return Err(ArchiveError::TooManyEntries(limits.max_entries));
     }
+    // The sizes the archive declares, before inflating anything: an honest bomb is
+    // refused here; a lying one by the byte count below.
+    let mut declared: u64 = 0;
+    for i in 0..zip.len() {
+        let entry = zip
+            .by_index_raw(i)
+            .map_err(|e| ArchiveError::BadZip(e.to_string()))?;
+        declared = declared.saturating_add(entry.size());
+    }
+    if declared > limits.max_total_bytes {
+        return Err(ArchiveError::TooLarge(limits.max_total_bytes));
+    }
     let mut written: u64 = 0;
     for i in 0..zip.len() {
         let mut entry = zip
@@ -217,6 +229,13 @@ fn extract_zip(path: &Path, dest: &Path, limits: ExtractLimits) -> Result<(), Ar
             .unwrap_or_else(|_| format!("entry {i}"));
         if entry.is_symlink() {
             return Err(ArchiveError::Link(name));
+        }
+        // `enclosed_name` would quietly make an absolute name relative: refuse it.
+        if name.starts_with(['/', '\\'])
+            || name.get(1..3) == Some(":\\")
+            || name.get(1..3) == Some(":/")
+        {
+            return Err(ArchiveError::UnsafePath(name));
         }
         let rel = entry
             .enclosed_name()

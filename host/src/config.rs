@@ -62,6 +62,9 @@ pub struct ServerConfig {
     /// `handler_memory_limit_mb`: the most linear memory any handler instance may use,
     /// default 256 MiB; a model's `handlerMemoryLimitMb` may only lower it.
     pub handler_memory_limit: usize,
+    /// `max_archive_inflated_size` and `max_archive_entries`: what extracting one model
+    /// archive may write (default 4 GiB, 10,000 files); zip bombs stop there.
+    pub archive_limits: crate::archive::ExtractLimits,
     /// Whether an address was given as `https://` (checked against `tls`).
     https_seen: bool,
     /// `enable_model_api`: whether models may be registered and unregistered through
@@ -122,6 +125,7 @@ impl Default for ServerConfig {
             client_timeout: Duration::from_secs(30),
             handler_memory_limit: 256 << 20,
             https_seen: false,
+            archive_limits: crate::archive::ExtractLimits::default(),
             enable_model_api: false,
             model_store: None,
             load_models: Vec::new(),
@@ -174,6 +178,12 @@ impl ServerConfig {
                 "metrics_address" => {
                     self.metrics_address = parse_address(key, value)?;
                     self.https_seen |= value.trim().starts_with("https://");
+                }
+                "max_archive_inflated_size" => {
+                    self.archive_limits.max_total_bytes = parse_positive(key, value)? as u64
+                }
+                "max_archive_entries" => {
+                    self.archive_limits.max_entries = parse_positive(key, value)?
                 }
                 "enable_metrics_api" => self.enable_metrics_api = parse_bool(key, value)?,
                 "certificate_file" => self.tls_file(|t| &mut t.certificate_file, value),
@@ -301,6 +311,10 @@ impl ServerConfig {
             self.max_response_size,
             self.client_timeout.as_secs(),
             self.handler_memory_limit >> 20,
+        ));
+        out.push_str(&format!(
+            "max_archive_inflated_size={}\nmax_archive_entries={}\n",
+            self.archive_limits.max_total_bytes, self.archive_limits.max_entries
         ));
         if let Some(t) = &self.tls {
             out.push_str(&format!(

@@ -48,8 +48,10 @@ fn appender(dir: &Path, prefix: &str) -> anyhow::Result<RollingFileAppender> {
 
 /// Installs the console log, and the log files when `log_dir` is given.
 pub fn init(log_dir: Option<&Path>) -> anyhow::Result<LogGuards> {
+    use std::io::IsTerminal as _;
     let console = fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(level_filter().and(filter_fn(|m| m.is_span() || m.target() != ACCESS)));
     let mut guards = Vec::new();
     let mut files = Vec::new();

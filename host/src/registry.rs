@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::archive::{ExtractLimits, OpenedArchive};
+use crate::archive::OpenedArchive;
 use crate::builtin;
 use crate::config::{ModelSettings, ServerConfig};
 use crate::model::Model;
@@ -82,7 +82,7 @@ impl ModelVersion {
             archive: url.to_string(),
             message,
         };
-        let archive = OpenedArchive::open(archive_path, work_dir, ExtractLimits::default())
+        let archive = OpenedArchive::open(archive_path, work_dir, server.archive_limits)
             .map_err(|e| err(e.to_string()))?;
         let m = &archive.manifest.model;
         let model_name = name.unwrap_or(&m.model_name).to_string();

@@ -220,7 +220,7 @@ impl self::wasmserve::handler::image::Host for HostState {
 }
 
 /// `wasi:clocks/monotonic-clock` as the sandbox has it: the coarse clock of the
-/// instance's `WasiCtx`, and sleeps cut short at the current call's deadline.
+/// instance's `WasiCtx`, and no sleeping past the current call's deadline.
 struct SandboxClocks;
 
 impl wasmtime::component::HasData for SandboxClocks {
@@ -233,11 +233,20 @@ struct SandboxClocksView<'a> {
 }
 
 impl SandboxClocksView<'_> {
-    fn cap(&self, nanos: u64) -> u64 {
-        match self.deadline {
-            Some(d) => nanos.min(d.saturating_duration_since(Instant::now()).as_nanos() as u64),
-            None => nanos,
+    /// Allows a sleep of `nanos` only if it ends before the call's deadline: a guest
+    /// that would sleep past it fails at once (a host call cannot be interrupted).
+    fn check(&self, nanos: u64) -> wasmtime::Result<u64> {
+        if let Some(d) = self.deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if Duration::from_nanos(nanos) > left {
+                return Err(wasmtime::Error::msg(format!(
+                    "it tried to sleep {:.3} s with {:.3} s left of its time limit (responseTimeout)",
+                    nanos as f64 / 1e9,
+                    left.as_secs_f64()
+                )));
+            }
         }
+        Ok(nanos)
     }
 }
 
@@ -257,7 +266,7 @@ impl monotonic_clock::Host for SandboxClocksView<'_> {
         when: u64,
     ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
         let now = self.inner.now()?;
-        let nanos = self.cap(when.saturating_sub(now));
+        let nanos = self.check(when.saturating_sub(now))?;
         self.inner.subscribe_duration(nanos)
     }
 
@@ -265,7 +274,7 @@ impl monotonic_clock::Host for SandboxClocksView<'_> {
         &mut self,
         nanos: u64,
     ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
-        let nanos = self.cap(nanos);
+        let nanos = self.check(nanos)?;
         self.inner.subscribe_duration(nanos)
     }
 }
