@@ -381,11 +381,13 @@ const RESERVED: &[&str] = &[
 ];
 
 type SeriesKey = Vec<(String, String)>;
+/// One handler metric: its help text and its series' last values.
+type HandlerFamily = (String, BTreeMap<SeriesKey, f64>);
 
 /// The handlers' own metrics: name → (help, series → last value).
 #[derive(Debug, Default)]
 struct HandlerMetrics {
-    families: Mutex<BTreeMap<String, (String, BTreeMap<SeriesKey, f64>)>>,
+    families: Mutex<BTreeMap<String, HandlerFamily>>,
     /// Series per `(model, version)`, for the cap.
     counts: Mutex<BTreeMap<(String, String), usize>>,
 }

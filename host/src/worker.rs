@@ -289,12 +289,12 @@ fn forward(ctx: &LaneContext, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, 
             .collect()
     };
     let mut args = Vec::with_capacity(n_inputs);
-    for i in 0..n_inputs {
-        let source = if group.len() == 1 {
-            &mut group[0].inputs[i]
-        } else {
-            &mut stacked[i]
-        };
+    let sources: &mut [Tensor] = if len == 1 {
+        &mut group[0].inputs
+    } else {
+        &mut stacked
+    };
+    for source in sources.iter_mut() {
         // SAFETY: `source` (a request's input, or `stacked`) outlives `args` and
         // `outputs`, which are dropped at the end of this function, after the outputs
         // were copied out by `from_torch`.
