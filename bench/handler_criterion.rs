@@ -27,7 +27,9 @@ fn request(kitten: &[u8]) -> Request {
 }
 
 fn logits() -> Vec<f32> {
-    (0..1000).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect()
+    (0..1000)
+        .map(|i| ((i * 7919) % 1000) as f32 / 100.0)
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {
@@ -97,9 +99,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| std::hint::black_box(instance.postprocess(&req, &outputs).unwrap().unwrap()))
     });
     post.bench_function("native", |b| {
-        b.iter(|| {
-            std::hint::black_box(native.postprocess(&native_req, native_outputs()).unwrap())
-        })
+        b.iter(|| std::hint::black_box(native.postprocess(&native_req, native_outputs()).unwrap()))
     });
     post.finish();
 

@@ -260,7 +260,10 @@ fn main() {
     r.line("");
     r.line("| path | ms |");
     r.line("|---|---:|");
-    r.line(format!("| forward alone (libtorch in process) | {:.2} |", ms(forward)));
+    r.line(format!(
+        "| forward alone (libtorch in process) | {:.2} |",
+        ms(forward)
+    ));
     r.line(format!(
         "| preprocess + forward + postprocess, native in process | {:.2} |",
         ms(native)
@@ -283,8 +286,16 @@ fn main() {
 
     // 2. Throughput, and 3. batching.
     let plan: [(&str, &str, [usize; 3]); 2] = [
-        ("mobilenet", "mobilenet_v2_quantized.pt (int8)", [n(300), n(600), n(800)]),
-        ("resnet18", "ResNet-18 float32, random weights", [n(60), n(120), n(160)]),
+        (
+            "mobilenet",
+            "mobilenet_v2_quantized.pt (int8)",
+            [n(300), n(600), n(800)],
+        ),
+        (
+            "resnet18",
+            "ResNet-18 float32, random weights",
+            [n(60), n(120), n(160)],
+        ),
     ];
     r.line(format!(
         "## Throughput against TorchServe ({cores} workers each)"
@@ -301,7 +312,12 @@ fn main() {
             let server = wasmserve(m.wasmserve.path(), &[&format!("{model}.mar")], cores);
             let url = server.url(&format!("/predictions/{model}"));
             let runs = [1, 4, 16].map(|c| {
-                load(&url, &kitten_path, c, counts[[1, 4, 16].iter().position(|&x| x == c).unwrap()])
+                load(
+                    &url,
+                    &kitten_path,
+                    c,
+                    counts[[1, 4, 16].iter().position(|&x| x == c).unwrap()],
+                )
             });
             rows.push(("wasmserve".into(), runs));
         }
@@ -310,7 +326,12 @@ fn main() {
             let ts = TorchServe::start(&m.torchserve_store, cores, mode, &format!("{model}.mar"));
             let url = ts.url(model);
             let runs = [1, 4, 16].map(|c| {
-                load(&url, &kitten_path, c, counts[[1, 4, 16].iter().position(|&x| x == c).unwrap()])
+                load(
+                    &url,
+                    &kitten_path,
+                    c,
+                    counts[[1, 4, 16].iter().position(|&x| x == c).unwrap()],
+                )
             });
             let name = if mode == "tuned" {
                 "TorchServe (OMP_NUM_THREADS=1)".to_string()
@@ -328,7 +349,13 @@ fn main() {
             }
         }
         let (ws, ts) = (&rows[0].1, &rows[1].1);
-        best.push((label.to_string(), ws[2].rps, ts[2].rps, ws[2].p99, ts[2].p99));
+        best.push((
+            label.to_string(),
+            ws[2].rps,
+            ts[2].rps,
+            ws[2].p99,
+            ts[2].p99,
+        ));
         for (c, (w, t)) in [1, 4, 16].iter().zip(ws.iter().zip(ts)) {
             r.line(format!(
                 "| {label} | **wasmserve / TorchServe tuned** | {c} | **{:.2}×** | {:.2}× | {:.2}× | |",
@@ -357,19 +384,30 @@ fn main() {
     eprintln!("== batching");
     let b8 = {
         let server = wasmserve(m.wasmserve.path(), &["resnet18b8.mar"], cores);
-        load(&server.url("/predictions/resnet18b8"), &kitten_path, 16, n(160))
+        load(
+            &server.url("/predictions/resnet18b8"),
+            &kitten_path,
+            16,
+            n(160),
+        )
     };
     let b1 = resnet_b1_c16.unwrap();
     r.line("## Batching: ResNet-18 float32 at concurrency 16");
     r.line("");
     r.line("| batch_size | req/s | p50 ms | p99 ms | failed |");
     r.line("|---:|---:|---:|---:|---:|");
-    r.line(format!("| 1 | {:.1} | {:.1} | {:.1} | {} |", b1.rps, b1.p50, b1.p99, b1.failed));
+    r.line(format!(
+        "| 1 | {:.1} | {:.1} | {:.1} | {} |",
+        b1.rps, b1.p50, b1.p99, b1.failed
+    ));
     r.line(format!(
         "| 8 (max_batch_delay 20 ms) | {:.1} | {:.1} | {:.1} | {} |",
         b8.rps, b8.p50, b8.p99, b8.failed
     ));
-    r.line(format!("\nbatch 8 / batch 1 throughput = {:.2}\n", b8.rps / b1.rps));
+    r.line(format!(
+        "\nbatch 8 / batch 1 throughput = {:.2}\n",
+        b8.rps / b1.rps
+    ));
 
     // 4. Memory.
     eprintln!("== memory");
@@ -513,12 +551,11 @@ fn overhead(store: &ModelStore, kitten: &[u8]) -> (Duration, Duration, Duration,
         let logits = tch::no_grad(|| model.forward_ts(&[x])).unwrap();
         let logits: Vec<f32> = logits.view([-1]).try_into().unwrap();
         let probs = wasmserve_handler::output::softmax(&logits);
-        let top: serde_json::Map<String, serde_json::Value> = wasmserve_handler::output::top_k(&probs, 5)
-            .into_iter()
-            .map(|(i, p)| {
-                (labels.label(i), serde_json::json!(p))
-            })
-            .collect();
+        let top: serde_json::Map<String, serde_json::Value> =
+            wasmserve_handler::output::top_k(&probs, 5)
+                .into_iter()
+                .map(|(i, p)| (labels.label(i), serde_json::json!(p)))
+                .collect();
         std::hint::black_box(serde_json::to_vec(&top).unwrap());
     });
     (e2e, native, forward, parts)

@@ -407,7 +407,10 @@ fn a_batch_one_model_with_a_larger_batch_size_fails_per_request_and_lives_on() {
         assert!(message.contains("Error: "), "libtorch's cause: {message}");
     }
     // The server lives on; a lone request (a batch of one) is answered.
-    assert_eq!(json(client().get(server.url("/ping")).send().unwrap()).0, 200);
+    assert_eq!(
+        json(client().get(server.url("/ping")).send().unwrap()).0,
+        200
+    );
     let (status, body) = json(server.post("/predictions/mobilenet", kitten()));
     assert_eq!(status, 200, "{body}");
     assert!(body.get("tabby").is_some(), "{body}");
