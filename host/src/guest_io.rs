@@ -50,7 +50,7 @@ impl CallBudget {
     }
 
     /// Whether one more line may be logged; counts it as dropped otherwise.
-    pub fn take_log_line(&self, _labels: &ModelLabels) -> bool {
+    pub fn take_log_line(&self) -> bool {
         if self.log_lines.fetch_add(1, Ordering::Relaxed) < MAX_LOG_LINES_PER_CALL {
             true
         } else {
@@ -60,7 +60,7 @@ impl CallBudget {
     }
 
     /// Whether one more metric value may be recorded; counts it as dropped otherwise.
-    pub fn take_metric(&self, _labels: &ModelLabels) -> bool {
+    pub fn take_metric(&self) -> bool {
         if self.metrics.fetch_add(1, Ordering::Relaxed) < MAX_METRICS_PER_CALL {
             true
         } else {
@@ -161,7 +161,7 @@ impl GuestOutput {
     }
 
     fn emit(&self, line: &[u8]) {
-        if !self.budget.take_log_line(&self.labels) {
+        if !self.budget.take_log_line() {
             return;
         }
         let text = String::from_utf8_lossy(line);

@@ -136,13 +136,13 @@ impl self::wasmserve::handler::host::Host for HostState {
             Level::Warn => tracing::Level::WARN,
             Level::Error => tracing::Level::ERROR,
         };
-        if self.budget.take_log_line(&self.labels) {
+        if self.budget.take_log_line() {
             crate::guest_io::model_log(&self.labels, level, "log", &message);
         }
     }
 
     fn metric(&mut self, name: String, value: f64, unit: String, labels: Vec<(String, String)>) {
-        if self.budget.take_metric(&self.labels) {
+        if self.budget.take_metric() {
             crate::metrics::handler_metric(&self.labels, &name, value, &unit, &labels);
         }
     }
