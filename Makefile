@@ -5,7 +5,7 @@ ASSETS ?= ../shared/assets
 export WASMSERVE_ASSETS := $(abspath $(ASSETS))
 CARGO ?= cargo
 
-.PHONY: all deps build demo test lint fmt clean bench
+.PHONY: all deps build demo test lint fmt clean bench soak
 
 all: build
 
@@ -34,7 +34,12 @@ bench: build
 	$(CARGO) bench --bench suite
 	$(CARGO) bench --bench handler_criterion
 
-GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler faulty_handler hostile_handler
+# Endurance: 20,000 kitten predictions at concurrency 64 with handler faults mixed in,
+# RSS checked (tests/soak.rs; WASMSERVE_SOAK_REQUESTS, _CONCURRENCY, _WARMUP to change).
+soak: build
+	$(CARGO) test --release -p wasmserve --test soak -- --nocapture
+
+GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler hostile_handler
 
 lint: deps
 	$(CARGO) clippy --release --all-targets -- -D warnings

@@ -19,7 +19,6 @@ const GUESTS: &[&str] = &[
     "text_classifier",
     "base_handler",
     "mnist_handler",
-    "faulty_handler",
     "hostile_handler",
 ];
 

@@ -372,12 +372,22 @@ impl HandlerRuntime {
             };
             return Err(RuntimeError::NotAComponent(what.into()));
         }
-        let component = self.load_component(wasm)?;
+        let (component, compiled) = self.load_component(wasm)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
         let pre = HandlerPre::new(pre).map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
+        // Only a component that fits the world is worth keeping compiled.
+        if let Some((path, bytes)) = compiled {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            if let Err(e) = write_atomically(dir, &path, &bytes) {
+                tracing::warn!(
+                    "cannot cache the compiled component in {}: {e}",
+                    dir.display()
+                );
+            }
+        }
         Ok(HandlerComponent {
             pre,
             engine: self.engine.clone(),
@@ -385,21 +395,26 @@ impl HandlerRuntime {
         })
     }
 
-    fn load_component(&self, wasm: &[u8]) -> Result<Component, RuntimeError> {
-        let compile = || {
-            Component::new(&self.engine, wasm)
-                .map_err(|e| RuntimeError::NotAComponent(format!("{e:#}")))
-        };
+    /// The compiled component, from the cache or compiled now; when compiled now and a
+    /// cache is configured, also where to cache it and the bytes (the caller writes them
+    /// once the component passed its checks).
+    #[allow(clippy::type_complexity)]
+    fn load_component(
+        &self,
+        wasm: &[u8],
+    ) -> Result<(Component, Option<(PathBuf, Vec<u8>)>), RuntimeError> {
         let Some(dir) = &self.cache_dir else {
-            return compile();
+            let component = Component::new(&self.engine, wasm)
+                .map_err(|e| RuntimeError::NotAComponent(format!("{e:#}")))?;
+            return Ok((component, None));
         };
         let path = dir.join(format!("{}.cwasm", self.cache_key(wasm)));
         if path.is_file() {
-            // SAFETY: the cache holds only files this function wrote with
+            // SAFETY: the cache holds only files this runtime wrote with
             // `Engine::precompile_component`, under a key that includes the engine's
             // compatibility hash; wasmtime checks the header again on load.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok(c),
+                Ok(c) => return Ok((c, None)),
                 Err(e) => tracing::warn!("ignoring cached component {}: {e:#}", path.display()),
             }
         }
@@ -407,14 +422,10 @@ impl HandlerRuntime {
             .engine
             .precompile_component(wasm)
             .map_err(|e| RuntimeError::NotAComponent(format!("{e:#}")))?;
-        if let Err(e) = write_atomically(dir, &path, &compiled) {
-            tracing::warn!(
-                "cannot cache the compiled component in {}: {e}",
-                dir.display()
-            );
-        }
         // SAFETY: `compiled` was produced just now by this engine.
-        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(RuntimeError::from)
+        let component = unsafe { Component::deserialize(&self.engine, &compiled) }
+            .map_err(RuntimeError::from)?;
+        Ok((component, Some((path, compiled))))
     }
 
     fn cache_key(&self, wasm: &[u8]) -> String {
@@ -612,7 +623,8 @@ impl HandlerInstance {
                     "it ran out of memory: its limit is {} MiB (handlerMemoryLimitMb)",
                     memory >> 20
                 ),
-                None => format!("{e:#}"),
+                // The cause, without the wasm backtrace wasmtime adds as context.
+                None => e.root_cause().to_string(),
             };
             RuntimeError::Trap(msg)
         })

@@ -389,3 +389,64 @@ pub fn median_time(warmup: usize, runs: usize, mut f: impl FnMut()) -> std::time
     times.sort();
     times[runs / 2]
 }
+
+// Helpers of the attack and endurance tests (tests/security.rs, tests/soak.rs).
+
+/// The kitten photo (`images/kitten.jpg`).
+pub fn kitten_jpg() -> Vec<u8> {
+    std::fs::read(asset("images/kitten.jpg")).unwrap()
+}
+
+/// A TorchScript model that doubles its float32 `[N, 1]` input, saved as `dir/double.pt`:
+/// for handlers whose forward does not matter.
+pub fn doubling_model(dir: &Path) -> PathBuf {
+    traced_model(
+        dir,
+        "double.pt",
+        &[tch::Tensor::ones(
+            [1, 1],
+            (tch::Kind::Float, tch::Device::Cpu),
+        )],
+        |x| vec![&x[0] * 2],
+    )
+}
+
+impl ModelStore {
+    /// The hostile test handler (`tests/guests/hostile`) on [`doubling_model`], archived
+    /// as `NAME.mar` with `yaml` as its `model-config.yaml`. The model file is made in a
+    /// folder of its own, so that the store holds only archives.
+    pub fn hostile(&self, name: &str, yaml: &str) -> PathBuf {
+        let dir = tempfile::tempdir().unwrap();
+        let model = doubling_model(dir.path());
+        self.archive_with_config(
+            name,
+            &model,
+            guest("hostile_handler").to_str().unwrap(),
+            &[],
+            Some(yaml),
+        )
+    }
+}
+
+/// Sends `command` (text/plain) to the hostile handler served as `model`; its status and
+/// JSON answer.
+pub fn hostile_command(server: &Server, model: &str, command: &str) -> (u16, serde_json::Value) {
+    json(
+        client()
+            .post(server.url(&format!("/predictions/{model}")))
+            .header("content-type", "text/plain")
+            .body(command.to_string())
+            .send()
+            .unwrap(),
+    )
+}
+
+/// The resident set size of process `pid`, in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}

@@ -18,6 +18,10 @@ pub async fn read_limited(
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
+    // A declared length over the limit is refused before any of the body is read.
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large(limit));
+    }
     let Ok(read) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await else {
         return Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
@@ -34,16 +38,20 @@ pub async fn read_limited(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLargeException",
-                format!("The request body exceeds max_request_size ({limit} bytes)"),
-            ))
+            Err(too_large(limit))
         }
         Err(e) => Err(ApiError::bad_request(format!(
             "cannot read the request body: {e}"
         ))),
     }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLargeException",
+        format!("The request body exceeds max_request_size ({limit} bytes)"),
+    )
 }
 
 /// Splits `body` into parts according to its content type.

@@ -146,7 +146,14 @@ impl InferenceApi {
                     self.max_response_size
                 )))
             }
-            Ok(resp) => Ok(handler_response(resp)),
+            Ok(resp) if headers_size(&resp) > MAX_HANDLER_HEADERS => {
+                Err(ApiError::internal(format!(
+                    "the handler's response headers take {} bytes, over the {MAX_HANDLER_HEADERS} \
+                     allowed beside max_response_size (which counts the body)",
+                    headers_size(&resp)
+                )))
+            }
+            Ok(resp) => handler_response(resp),
             Err(e) => Err(prediction_error(e)),
         }
     }
@@ -165,7 +172,42 @@ fn prediction_error(e: PredictError) -> ApiError {
     ApiError::new(status, "InternalServerException", e.to_string())
 }
 
-fn handler_response(resp: runtime::Response) -> Response<Body> {
+/// The most header bytes a handler's answer may carry (`max_response_size` bounds its
+/// body).
+const MAX_HANDLER_HEADERS: usize = 64 * 1024;
+
+/// The size of a handler answer's headers as they go on the wire.
+fn headers_size(resp: &runtime::Response) -> usize {
+    resp.headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 4)
+        .sum()
+}
+
+/// Headers a handler may not set: the server frames the response itself (a handler's
+/// `content-length` could otherwise smuggle a second response onto the connection).
+fn is_framing_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "upgrade"
+            | "te"
+            | "trailer"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// The HTTP response of a handler's answer. Its status must be a final one (200–599);
+/// framing headers are dropped.
+fn handler_response(resp: runtime::Response) -> Result<Response<Body>, ApiError> {
+    if !(200..=599).contains(&resp.status) {
+        return Err(ApiError::internal(format!(
+            "the handler answered with status {}, which is not a final HTTP status (200-599)",
+            resp.status
+        )));
+    }
     let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut builder = Response::builder().status(status);
     let mut has_type = false;
@@ -176,6 +218,10 @@ fn handler_response(resp: runtime::Response) -> Response<Body> {
         ) else {
             continue;
         };
+        if is_framing_header(&name) {
+            tracing::debug!("dropping the handler's framing header {name}");
+            continue;
+        }
         has_type |= name == CONTENT_TYPE;
         builder = builder.header(name, value);
     }
@@ -192,5 +238,5 @@ fn handler_response(resp: runtime::Response) -> Response<Body> {
     }
     builder
         .body(Full::new(Bytes::from(resp.body)))
-        .unwrap_or_else(|e| ApiError::internal(e).into_response())
+        .map_err(ApiError::internal)
 }

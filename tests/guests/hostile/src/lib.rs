@@ -28,9 +28,11 @@
 //!   how much it got);
 //! - `badtensor` (a float32 `[1, 4]` tensor with 3 bytes), `overflowtensor` (a shape
 //!   whose size overflows 64 bits), `notensor` (no input at all);
-//! - `bigoutput N` (an N-byte body from postprocess), `badstatus [S]` (a response with
-//!   status S, default 42), `badheaders` (response headers with CR/LF injection and an
-//!   invalid name);
+//! - `bigoutput N` (an N-byte body from postprocess), `bigheaders N` (N response headers
+//!   of 1 KiB each), `badstatus [S]` (a response with status S, default 42), `badheaders`
+//!   (response headers with CR/LF injection and an invalid name), `respond JSON` (the
+//!   response `{"status", "headers": [[name, value], …], "body"}` as given: framing
+//!   headers of its own, for instance);
 //! - `stdout N` (N lines on stdout and N on stderr), `longline N` (one N-byte line on
 //!   stdout), `logflood N` (N calls of the host log), `metricflood N` (N metrics with
 //!   distinct names, each claiming another model's labels);
@@ -315,7 +317,7 @@ impl Handler for Hostile {
                     );
                 }
             }
-            "ok" | "bigoutput" | "badstatus" | "badheaders" => {}
+            "ok" | "bigoutput" | "bigheaders" | "badstatus" | "badheaders" | "respond" => {}
             other => match probe(other, &args) {
                 Some(found) => note = Some(found),
                 None => {
@@ -336,6 +338,36 @@ impl Handler for Hostile {
                 headers: vec![("content-type".into(), "application/octet-stream".into())],
                 body: vec![b'x'; number(&args, 0) as usize],
             }),
+            "bigheaders" => Ok(Response {
+                status: 200,
+                headers: (0..number(&args, 0))
+                    .map(|i| (format!("x-big-{i}"), "h".repeat(1024)))
+                    .collect(),
+                body: br#"{"ok": true, "detail": "big headers"}"#.to_vec(),
+            }),
+            "respond" => {
+                let text = req.input_text()?;
+                let spec: Value =
+                    serde_json::from_str(text.trim_start().trim_start_matches("respond"))
+                        .map_err(|e| Error::bad_request(format!("respond: {e}")))?;
+                Ok(Response {
+                    status: spec["status"].as_u64().unwrap_or(200) as u16,
+                    headers: spec["headers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|h| {
+                            let part = |i: usize| h[i].as_str().unwrap_or_default().to_string();
+                            (part(0), part(1))
+                        })
+                        .collect(),
+                    body: spec["body"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .as_bytes()
+                        .to_vec(),
+                })
+            }
             "badstatus" => Ok(Response {
                 status: number(&args, 42) as u16,
                 headers: Vec::new(),
