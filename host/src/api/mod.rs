@@ -29,6 +29,9 @@ use tracing::Instrument as _;
 
 use self::auth::{KeyKind, TokenAuth};
 
+/// The most a refused request's body is read (and dropped) to keep its connection usable.
+const DRAIN_LIMIT: usize = 8 << 20;
+
 /// The header carrying a request's id, the client's or a new one.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -172,7 +175,23 @@ where
         .as_ref()
         .and_then(|(auth, kind)| auth.check(*kind, &req).err());
     let mut resp = match denied {
-        Some(e) => e.into_response(),
+        Some(e) => {
+            // Read (and drop) what the client is still sending, up to a bound, so that
+            // its connection stays in step for the next request; past the bound it is
+            // closed.
+            use http_body_util::BodyExt as _;
+            let drained = tokio::time::timeout(
+                opts.client_timeout,
+                http_body_util::Limited::new(req.into_body(), DRAIN_LIMIT).collect(),
+            )
+            .await;
+            let mut resp = e.into_response();
+            if !matches!(drained, Ok(Ok(_))) {
+                resp.headers_mut()
+                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
+        }
         None => handle(req, id.clone()).instrument(span).await,
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
