@@ -1231,46 +1231,6 @@ fn an_oversized_content_length_is_refused_before_the_body() {
 }
 
 #[test]
-fn a_batch_the_model_cannot_take_fails_cleanly() {
-    // mobilenet_v2_quantized.pt was traced for batch 1.
-    let store = ModelStore::new();
-    store.archive_with_config(
-        "mobilenet",
-        &asset("models/mobilenet_v2_quantized.pt"),
-        "image_classifier",
-        &[&asset("images/index_to_name.json")],
-        Some("batchSize: 4\nmaxBatchDelay: 200\n"),
-    );
-    let server = Server::start(store.path(), &["mobilenet.mar"], "");
-    let url = server.url("/predictions/mobilenet");
-    let answers: Vec<(u16, Value)> = (0..4)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || json(client().post(url).body(kitten_jpg()).send().unwrap()))
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|t| t.join().unwrap())
-        .collect();
-    for (status, body) in &answers {
-        println!("{status}: {body}");
-        match status {
-            200 => assert!(body.get("tabby").is_some(), "{body}"),
-            503 => assert!(
-                !body["message"].as_str().unwrap_or_default().is_empty(),
-                "{body}"
-            ),
-            other => panic!("{other}: {body}"),
-        }
-    }
-    let (status, body) = json(client().get(server.url("/ping")).send().unwrap());
-    assert_eq!((status, body), (200, json!({"status": "Healthy"})));
-    let (status, body) = json(server.post("/predictions/mobilenet", kitten_jpg()));
-    assert_eq!(status, 200, "{body}");
-    assert!(body.get("tabby").is_some(), "{body}");
-}
-
-#[test]
 fn slow_clients_cost_nothing_else_and_are_cut_off() {
     let client_timeout = Duration::from_secs(2);
     let s = serve_hostile("client_timeout=2", &[]);
