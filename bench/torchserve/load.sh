@@ -9,11 +9,12 @@
 # and prints one JSON line on stdout:
 #   {"rps": <requests/s>, "p50_ms": <ms>, "p99_ms": <ms>, "failed": <count>}
 # The percentiles come from ab's -e CSV table (microsecond resolution) rather than its
-# whole-millisecond text table (ab indexes its sorted times at round(n*pct/100), which runs
-# past the end for p99 when REQUESTS <= 50; then the maximum is used). "failed" = ab's failed requests (connect, receive and
-# exception errors; "Length" mismatches, which only mean the body size varied, are
-# excluded and reported on stderr) + non-2xx responses, at most REQUESTS (ab can count
-# one request in both). ab's summary lines go to stderr.
+# whole-millisecond text table. ab indexes its sorted times at round(n*pct/100), which runs
+# past the end for p99 when REQUESTS <= 50; then the maximum is used.
+# "failed" = ab's failed requests (connect, receive and exception errors; "Length"
+# mismatches, which only mean the body size varied, are excluded and reported on stderr)
+# + non-2xx responses, at most REQUESTS (ab can count one request in both).
+# ab's summary lines (including "Keep-Alive requests") go to stderr.
 # Requires `ab` (apache2-utils; bench/torchserve/setup.sh installs it).
 set -euo pipefail
 
