@@ -25,18 +25,32 @@ pub fn latest(dir: &Path) -> Option<PathBuf> {
     snapshots.pop()
 }
 
+/// Serializes writers, so that two changes never race for a name and a later snapshot
+/// always records a later state; the value counts the snapshots this process wrote.
+static WRITER: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+
 /// Writes a snapshot of `registry` under `config`'s settings into `dir`. Errors are
 /// logged, not returned: a failed snapshot must not fail the change that caused it.
 pub fn write(dir: &Path, config: &ServerConfig, registry: &Registry) {
-    if let Err(e) = try_write(dir, config, registry) {
+    let mut sequence = WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    *sequence += 1;
+    if let Err(e) = try_write(dir, config, registry, *sequence) {
         tracing::warn!("cannot write a config snapshot into {}: {e}", dir.display());
     }
 }
 
-fn try_write(dir: &Path, config: &ServerConfig, registry: &Registry) -> std::io::Result<()> {
+fn try_write(
+    dir: &Path,
+    config: &ServerConfig,
+    registry: &Registry,
+    sequence: u64,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    // Two changes can land in the same millisecond (a scale answered and a set-default
+    // right after it): the sequence number keeps both, and keeps names sorting in the
+    // order they were written.
     let name = format!(
-        "{}-snapshot.cfg",
+        "{}-{sequence:06}-snapshot.cfg",
         chrono::Utc::now().format("%Y%m%d%H%M%S%3f")
     );
     let mut models = serde_json::Map::new();
@@ -135,4 +149,37 @@ pub fn parse_models(value: &str) -> Result<Vec<SnapshotModel>, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_in_the_same_millisecond_each_get_a_snapshot_and_the_last_is_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, registry) = (ServerConfig::default(), Registry::default());
+        for _ in 0..5 {
+            write(dir.path(), &config, &registry);
+        }
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(names.len(), 5, "{names:?}");
+        names.sort();
+        assert_eq!(latest(dir.path()), names.pop());
+        let text = std::fs::read_to_string(latest(dir.path()).unwrap()).unwrap();
+        assert!(text.contains("model_snapshot={"), "{text}");
+    }
+
+    #[test]
+    fn only_the_newest_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, registry) = (ServerConfig::default(), Registry::default());
+        for _ in 0..KEEP + 3 {
+            write(dir.path(), &config, &registry);
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), KEEP);
+    }
 }
