@@ -1230,6 +1230,66 @@ fn an_oversized_content_length_is_refused_before_the_body() {
     still_fine(&s.server, "an oversized Content-Length");
 }
 
+/// An answer given before the body was read (an unknown model, a route that does not
+/// exist, a wrong method) keeps the connection in step: the rest of the body is read
+/// and dropped, and the next request on the same connection gets its own answer. A body
+/// too big to be worth reading gets `Connection: close` instead of a broken promise.
+#[test]
+fn an_error_before_the_body_keeps_the_connection_in_step() {
+    let s = serve_hostile("", &[]);
+    let body = vec![b'x'; 1 << 20];
+    for (what, head, expected) in [
+        (
+            "an unknown model",
+            "POST /predictions/nosuchmodel HTTP/1.1",
+            404,
+        ),
+        ("an unknown route", "POST /no/such/route HTTP/1.1", 404),
+        (
+            "a wrong method",
+            "PATCH /predictions/hostile/1.0 HTTP/1.1",
+            405,
+        ),
+    ] {
+        let mut request = format!(
+            "{head}\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        request.extend_from_slice(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut conn = raw(&s.server.base, &request);
+        let (answer, _) = read_all(&mut conn, Duration::from_secs(10));
+        let answer = answer.as_bytes();
+        let (first, _, used) = next_response(answer).unwrap_or_else(|| panic!("{what}: no answer"));
+        let second = next_response(&answer[used..])
+            .map(|(st, b, _)| (st, String::from_utf8_lossy(&b).into_owned()));
+        println!("{what}: {first}, then {second:?}");
+        assert_eq!(first, expected, "{what}");
+        let (ping, text) = second
+            .unwrap_or_else(|| panic!("{what}: the connection was closed before the next request"));
+        assert_eq!(ping, 200, "{what}: {text}");
+        assert!(text.contains("Healthy"), "{what}: {text}");
+    }
+
+    // Declared over max_request_size: refused at once, and the server says that it
+    // closes the connection rather than reading 10 MB it will drop.
+    let mut conn = raw(
+        &s.server.base,
+        b"POST /predictions/hostile HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n",
+    );
+    let (answer, closed) = read_all(&mut conn, Duration::from_secs(5));
+    let head = answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(closed, "the connection stayed open");
+    still_fine(&s.server, "errors before the body");
+}
+
 #[test]
 fn slow_clients_cost_nothing_else_and_are_cut_off() {
     let client_timeout = Duration::from_secs(2);

@@ -2,10 +2,10 @@
 //! multipart form gives one part per field, a url-encoded form one part per key, and
 //! any other body is one part named `body`.
 
+use super::client_body::ClientBody;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::StatusCode;
-use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderMap};
 
 use super::ApiError;
@@ -14,7 +14,7 @@ use crate::runtime::Part;
 /// Reads the whole body, failing with 413 past `limit` bytes and with 408 when the
 /// client takes longer than `timeout` to send it.
 pub async fn read_limited(
-    body: Incoming,
+    body: ClientBody,
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<Bytes, ApiError> {

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::client_body::ClientBody;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
@@ -36,7 +36,7 @@ impl InferenceApi {
     /// Answers one request (`request_id`: its `x-request-id`).
     pub async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         request_id: String,
     ) -> Response<Body> {
         match self.route(req, &request_id).await {
@@ -47,7 +47,7 @@ impl InferenceApi {
 
     async fn route(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         request_id: &str,
     ) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_string();
@@ -82,7 +82,7 @@ impl InferenceApi {
 
     async fn predict(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         model: &str,
         version: Option<&str>,
         request_id: &str,
@@ -97,7 +97,7 @@ impl InferenceApi {
     async fn predict_on(
         &self,
         target: &crate::registry::ModelVersion,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         request_id: &str,
     ) -> Result<Response<Body>, ApiError> {
         let (parts, body) = req.into_parts();

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use super::client_body::ClientBody;
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::{ApiError, Body, body, json_response};
@@ -74,7 +74,7 @@ impl ManagementApi {
     /// Answers one request.
     pub async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         _request_id: String,
     ) -> Response<Body> {
         match self.route(req).await {
@@ -83,7 +83,7 @@ impl ManagementApi {
         }
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn route(&self, req: Request<ClientBody>) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_string();
         let segments: Vec<String> = path
             .split('/')

@@ -2,16 +2,16 @@
 //! format, optionally only the families named by `?name[]=a&name[]=b` (TorchServe's
 //! filter). What the metrics mean: [`crate::metrics`].
 
+use super::client_body::ClientBody;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::{ApiError, Body};
 
 /// Answers one request to the metrics API.
-pub async fn handle(req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(req: Request<ClientBody>) -> Response<Body> {
     match (req.uri().path().trim_end_matches('/'), req.method()) {
         ("/metrics", &Method::GET) => {
             let names: Vec<String> = req

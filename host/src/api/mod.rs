@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod client_body;
 pub mod inference;
 pub mod management;
 pub mod metrics;
@@ -28,8 +29,10 @@ use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use self::auth::{KeyKind, TokenAuth};
+use self::client_body::{ClientBody, Unread};
 
-/// The most a refused request's body is read (and dropped) to keep its connection usable.
+/// The most of a body that an API left unread is read (and dropped) to keep its
+/// connection usable; past it the connection is closed.
 const DRAIN_LIMIT: usize = 8 << 20;
 
 /// The header carrying a request's id, the client's or a new one.
@@ -163,37 +166,32 @@ async fn answer<H, F>(
     peer: SocketAddr,
 ) -> Response<Body>
 where
-    H: Fn(Request<Incoming>, String) -> F,
+    H: Fn(Request<ClientBody>, String) -> F,
     F: Future<Output = Response<Body>>,
 {
     let started = Instant::now();
     let id = request_id(&req);
     let line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
     let span = tracing::info_span!("request", request_id = %id);
+    let unread = Unread::default();
+    let req = req.map(|body| ClientBody::new(body, &unread));
     let denied = opts
         .auth
         .as_ref()
         .and_then(|(auth, kind)| auth.check(*kind, &req).err());
     let mut resp = match denied {
         Some(e) => {
-            // Read (and drop) what the client is still sending, up to a bound, so that
-            // its connection stays in step for the next request; past the bound it is
-            // closed.
-            use http_body_util::BodyExt as _;
-            let drained = tokio::time::timeout(
-                opts.client_timeout,
-                http_body_util::Limited::new(req.into_body(), DRAIN_LIMIT).collect(),
-            )
-            .await;
-            let mut resp = e.into_response();
-            if !matches!(drained, Ok(Ok(_))) {
-                resp.headers_mut()
-                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            resp
+            drop(req);
+            e.into_response()
         }
         None => handle(req, id.clone()).instrument(span).await,
     };
+    if let Some(rest) = unread.take()
+        && !drain(rest, opts.client_timeout).await
+    {
+        resp.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(X_REQUEST_ID, v);
     }
@@ -210,6 +208,24 @@ where
     resp
 }
 
+/// Reads and drops the rest of a body an API did not read, so that the connection can
+/// carry the client's next request. False when that is not worth it or did not work:
+/// more than [`DRAIN_LIMIT`] declared or sent, a client too slow, a broken body.
+async fn drain(rest: Incoming, timeout: Duration) -> bool {
+    use http_body_util::BodyExt as _;
+    if hyper::body::Body::size_hint(&rest).lower() > DRAIN_LIMIT as u64 {
+        return false;
+    }
+    matches!(
+        tokio::time::timeout(
+            timeout,
+            http_body_util::Limited::new(rest, DRAIN_LIMIT).collect()
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
 /// Serves `listener` with `handle` until `shutdown` turns true, then lets in-flight
 /// requests finish (for up to 30 s).
 pub async fn serve<H, F>(
@@ -218,7 +234,7 @@ pub async fn serve<H, F>(
     handle: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>, String) -> F + Send + Sync + 'static,
+    H: Fn(Request<ClientBody>, String) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let handle = Arc::new(handle);
