@@ -457,6 +457,12 @@ fn base_config() -> Config {
     // Plain synchronous calls only: the component-model async machinery makes them
     // much slower (wasmtime issue 12836).
     config.concurrency_support(false);
+    // `WASMSERVE_PERFMAP=1` writes /tmp/perf-PID.map, so that `perf report` names the
+    // handlers' compiled functions (bench/profile.sh). Off by default: the map grows
+    // with every component compiled.
+    if std::env::var_os("WASMSERVE_PERFMAP").is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 

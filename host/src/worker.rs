@@ -303,12 +303,14 @@ fn forward(ctx: &LaneContext, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, 
             Err(e) => return fail(e.to_string()),
         }
     }
+    let started = Instant::now();
+    let outputs = ctx.model.forward(&args);
     tracing::debug!(
-        requests = group.len(),
-        "forward of a batch of {} request(s)",
-        group.len()
+        requests = len,
+        "forward of a batch of {len} request(s) took {} us",
+        started.elapsed().as_micros()
     );
-    let outputs = match ctx.model.forward(&args) {
+    let outputs = match outputs {
         Ok(o) => o,
         Err(e) if len > 1 => {
             return fail(format!(
