@@ -4,7 +4,7 @@
 use crate::{Dtype, Error, Tensor};
 
 /// A Rust element type that maps to one tensor [`Dtype`].
-pub trait Element: Copy + Sized {
+pub trait Element: bytemuck::NoUninit {
     /// The tensor dtype of this element type.
     const DTYPE: Dtype;
     /// Size of one element in bytes.
@@ -76,10 +76,16 @@ impl Tensor {
                 data.len()
             )));
         }
-        let mut bytes = Vec::with_capacity(data.len() * T::SIZE);
-        for &x in data {
-            x.write_le(&mut bytes);
-        }
+        let bytes = if cfg!(target_endian = "little") {
+            // Tensors are little-endian, like wasm32 and x86-64: one copy of the bytes.
+            bytemuck::cast_slice::<T, u8>(data).to_vec()
+        } else {
+            let mut bytes = Vec::with_capacity(data.len() * T::SIZE);
+            for &x in data {
+                x.write_le(&mut bytes);
+            }
+            bytes
+        };
         Ok(Tensor {
             name: String::new(),
             dtype: T::DTYPE,

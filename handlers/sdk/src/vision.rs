@@ -252,15 +252,34 @@ impl Image {
         }
         let (w, h) = (width as usize, height as usize);
         let stride = self.width as usize * c;
+        let (mul, add): (Vec<f32>, Vec<f32>) = (0..c)
+            .map(|ch| (scale / std[ch], -mean[ch] / std[ch]))
+            .unzip();
         let mut out = vec![0f32; c * h * w];
-        for ch in 0..c {
-            let (mul, add) = (scale / std[ch], -mean[ch] / std[ch]);
-            let plane = &mut out[ch * h * w..(ch + 1) * h * w];
-            for y in 0..h {
-                let row = &self.pixels[(top as usize + y) * stride + left as usize * c..];
-                let dst = &mut plane[y * w..(y + 1) * w];
-                for (x, d) in dst.iter_mut().enumerate() {
-                    *d = row[x * c + ch] as f32 * mul + add;
+        // One pass over the window's pixels, each written to its channel's plane. The
+        // slices are cut to length first, so that the loops run without bounds checks.
+        for y in 0..h {
+            let start = (top as usize + y) * stride + left as usize * c;
+            let row = &self.pixels[start..start + w * c];
+            if let ([m0, m1, m2], [a0, a1, a2]) = (&mul[..], &add[..]) {
+                let (r, rest) = out.split_at_mut(h * w);
+                let (g, b) = rest.split_at_mut(h * w);
+                let span = y * w..(y + 1) * w;
+                for (((px, r), g), b) in row
+                    .chunks_exact(3)
+                    .zip(&mut r[span.clone()])
+                    .zip(&mut g[span.clone()])
+                    .zip(&mut b[span])
+                {
+                    *r = px[0] as f32 * m0 + a0;
+                    *g = px[1] as f32 * m1 + a1;
+                    *b = px[2] as f32 * m2 + a2;
+                }
+            } else {
+                for (x, px) in row.chunks_exact(c).enumerate() {
+                    for (ch, &v) in px.iter().enumerate() {
+                        out[ch * h * w + y * w + x] = v as f32 * mul[ch] + add[ch];
+                    }
                 }
             }
         }
@@ -302,5 +321,58 @@ pub fn image_bytes(req: &Request) -> Result<Cow<'_, [u8]>, Error> {
         _ => Err(Error::bad_request(
             "the input is not an image: expected a JPEG or PNG file",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The window's values, one at a time, straight from the formula.
+    fn reference(
+        img: &Image,
+        (l, t): (u32, u32),
+        (w, h): (u32, u32),
+        mean: &[f32],
+        std: &[f32],
+    ) -> Vec<f32> {
+        let c = img.channels as usize;
+        let mut out = Vec::new();
+        for ch in 0..c {
+            for y in 0..h as usize {
+                for x in 0..w as usize {
+                    let v = img.pixels
+                        [((t as usize + y) * img.width as usize + l as usize + x) * c + ch];
+                    out.push(v as f32 * (0.5 / std[ch]) + (-mean[ch] / std[ch]));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn to_chw_tensor_takes_the_window_channel_by_channel() {
+        for channels in [1u32, 3] {
+            let (width, height) = (7u32, 5u32);
+            let pixels = (0..width * height * channels)
+                .map(|i| (i * 37 % 251) as u8)
+                .collect();
+            let img = Image {
+                width,
+                height,
+                channels,
+                pixels,
+            };
+            let (mean, std) = (
+                &[0.1, 0.2, 0.3][..channels as usize],
+                &[0.9, 0.8, 0.7][..channels as usize],
+            );
+            let t = img.to_chw_tensor((2, 1), (4, 3), 0.5, mean, std).unwrap();
+            assert_eq!(t.shape, vec![1, channels as u64, 3, 4]);
+            assert_eq!(
+                t.to_vec::<f32>().unwrap(),
+                reference(&img, (2, 1), (4, 3), mean, std)
+            );
+        }
     }
 }
