@@ -11,18 +11,6 @@ use std::time::Instant;
 
 use common::*;
 
-/// Resident memory of `pid` in MiB, from /proc.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb / 1024.0
-}
-
 /// Sends `n` kitten predictions from `n` threads at once, so that every worker works.
 fn load(server: &Server, n: usize) {
     let kitten = std::fs::read(asset("images/kitten.jpg")).unwrap();
@@ -56,7 +44,7 @@ fn main() {
         "enable_model_api=true\ndefault_workers_per_model=1",
     );
     let pid = server.pid();
-    let idle = rss_mib(pid);
+    let idle = vm_rss_mib(pid);
 
     let t = Instant::now();
     let resp = client()
@@ -74,14 +62,14 @@ fn main() {
     let register = t.elapsed();
 
     load(&server, 8);
-    let one = rss_mib(pid);
+    let one = vm_rss_mib(pid);
     let scaled = client()
         .put(server.mgmt("/models/mobilenet?min_worker=4&max_worker=4&synchronous=true"))
         .send()
         .unwrap();
     assert!(scaled.status().is_success());
     load(&server, 8);
-    let four = rss_mib(pid);
+    let four = vm_rss_mib(pid);
 
     println!("| what | figure |");
     println!("|---|---:|");

@@ -63,7 +63,8 @@ EOF
 # profile CASE URL: warm up, then record the whole machine while ab runs.
 profile() {
   local name="$1" url="$2" file="$OUT/$1.txt"
-  ab -q -k -c 16 -n 64 -p "$KITTEN" -T application/octet-stream "$url" >/dev/null
+  # Warm-up: 5 s of the same load (a JVM keeps compiling for a while).
+  ab -q -k -c 16 -t 5 -n 1000000 -p "$KITTEN" -T application/octet-stream "$url" >/dev/null
   ab -q -k -c 16 -t $((SECONDS_PER_CASE + 5)) -n 1000000 -p "$KITTEN" \
     -T application/octet-stream "$url" >"$work/ab.txt" 2>&1 &
   local ab_pid=$!

@@ -172,18 +172,6 @@ fn forward_per_sample(model: &Path, batch: i64, runs: usize) -> Duration {
     }) / batch as u32
 }
 
-/// Resident memory of `pid` in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb / 1024.0
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -552,7 +540,7 @@ fn main() {
             let server = wasmserve(m.wasmserve.path(), &["mobilenet.mar"], workers);
             let url = server.url("/predictions/mobilenet");
             warm(&url, &kitten, workers);
-            rss_mib(server.pid())
+            vm_rss_mib(server.pid())
         };
         let ts_rss = {
             let ts = TorchServe::start(&m.torchserve_store, workers, "tuned", "mobilenet.mar");

@@ -450,3 +450,8 @@ pub fn vm_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }
+
+/// [`vm_rss_kib`] in MiB.
+pub fn vm_rss_mib(pid: u32) -> f64 {
+    vm_rss_kib(pid) as f64 / 1024.0
+}
