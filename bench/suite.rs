@@ -91,19 +91,25 @@ fn load(url: &str, body: &Path, concurrency: usize, requests: usize) -> Load {
 /// Rounds of load per server when servers take turns.
 const ROUNDS: usize = 3;
 
-/// Load on each of `urls` in turn, [`ROUNDS`] times over, `requests` per run: so that
-/// a drift of the machine's speed falls on every server alike. `[server][round]`.
+/// Rounds for batching, whose turns vary the most.
+const BATCH_ROUNDS: usize = 5;
+
+/// Load on each of `urls` in turn, `rounds` times over, `requests` per run, then
+/// `each_round`: so that a drift of the machine's speed falls on every server (and on
+/// what `each_round` measures) alike. `[server][round]`.
 fn interleaved(
     urls: &[String],
     body: &Path,
-    concurrency: usize,
-    requests: usize,
+    (concurrency, requests): (usize, usize),
+    rounds: usize,
+    mut each_round: impl FnMut(),
 ) -> Vec<Vec<Load>> {
     let mut runs = vec![Vec::new(); urls.len()];
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for (url, runs) in urls.iter().zip(&mut runs) {
             runs.push(load(url, body, concurrency, requests));
         }
+        each_round();
     }
     runs
 }
@@ -135,11 +141,16 @@ struct Ratio {
 
 impl Ratio {
     fn of(a: &[Load], b: &[Load], figure: fn(&Load) -> f64) -> Ratio {
-        let ratios: Vec<f64> = a
-            .iter()
-            .zip(b)
-            .map(|(a, b)| figure(a) / figure(b))
-            .collect();
+        Ratio::over(
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| figure(a) / figure(b))
+                .collect(),
+        )
+    }
+
+    /// The median and range of ratios measured round by round.
+    fn over(ratios: Vec<f64>) -> Ratio {
         Ratio {
             median: median(ratios.clone()),
             min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
@@ -154,22 +165,37 @@ impl std::fmt::Display for Ratio {
     }
 }
 
-/// The median forward of `model` on a kitten-sized input, in this process on one
-/// thread (what one lane gets when there is a worker per core).
-fn forward_alone(model: &Path) -> Duration {
-    forward_per_sample(model, 1, 30)
+/// A model's forward in this process on one thread (what one lane gets when there is a
+/// worker per core), on a batch of random 3×224×224 inputs.
+struct Forward {
+    module: tch::CModule,
+    input: tch::Tensor,
+    batch: u32,
 }
 
-/// The median time per sample of `model`'s forward on a batch of `batch` 3×224×224
-/// inputs, on one thread, over `runs` forwards.
-fn forward_per_sample(model: &Path, batch: i64, runs: usize) -> Duration {
-    tch::set_num_threads(1);
-    let mut module = tch::CModule::load(model).unwrap();
-    module.set_eval();
-    let input = tch::Tensor::rand([batch, 3, 224, 224], (tch::Kind::Float, tch::Device::Cpu));
-    median_time(3, runs, || {
-        let _ = std::hint::black_box(tch::no_grad(|| module.forward_ts(&[&input])).unwrap());
-    }) / batch as u32
+impl Forward {
+    fn load(model: &Path, batch: u32) -> Forward {
+        tch::set_num_threads(1);
+        let mut module = tch::CModule::load(model).unwrap();
+        module.set_eval();
+        let input = tch::Tensor::rand(
+            [batch as i64, 3, 224, 224],
+            (tch::Kind::Float, tch::Device::Cpu),
+        );
+        Forward {
+            module,
+            input,
+            batch,
+        }
+    }
+
+    /// The median time per sample over `runs` forwards.
+    fn per_sample(&self, runs: usize) -> Duration {
+        median_time(1, runs, || {
+            let out = tch::no_grad(|| self.module.forward_ts(&[&self.input])).unwrap();
+            let _ = std::hint::black_box(out);
+        }) / self.batch
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -394,6 +420,8 @@ fn main() {
     let mut summary: Vec<String> = Vec::new();
     for (model, label, file, counts) in plan {
         eprintln!("== {model}: wasmserve and TorchServe (tuned), in turns");
+        let forward = Forward::load(&file, 1);
+        let mut forward_alone: Vec<Duration> = Vec::new();
         let (ws, ts) = {
             let server = wasmserve(m.wasmserve.path(), &[&format!("{model}.mar")], cores);
             let ts =
@@ -402,7 +430,14 @@ fn main() {
             let per_c: Vec<Vec<Vec<Load>>> = [1, 4, 16]
                 .iter()
                 .zip(counts)
-                .map(|(&c, count)| interleaved(&urls, &kitten_path, c, count))
+                .map(|(&c, count)| {
+                    // At c=16, the forward alone is timed in every round too: the ceiling.
+                    interleaved(&urls, &kitten_path, (c, count), ROUNDS, || {
+                        if c == 16 {
+                            forward_alone.push(forward.per_sample(20));
+                        }
+                    })
+                })
                 .collect();
             (
                 per_c.iter().map(|s| s[0].clone()).collect::<Vec<_>>(),
@@ -451,23 +486,40 @@ fn main() {
             ));
             if *c == 16 {
                 // What wasmserve would reach if it added nothing to the model's forward:
-                // every worker doing forwards back to back.
-                let forward = forward_alone(&file);
-                let ceiling = cores as f64 / forward.as_secs_f64();
-                let ts_rps = rows[1].1[2].rps;
+                // every worker doing forwards back to back; round by round.
+                let ceilings: Vec<f64> = forward_alone
+                    .iter()
+                    .map(|f| cores as f64 / f.as_secs_f64())
+                    .collect();
+                let over_ts = Ratio::over(
+                    ceilings
+                        .iter()
+                        .zip(&ts[2])
+                        .map(|(c, t)| c / t.rps)
+                        .collect(),
+                );
+                let reached = Ratio::over(
+                    ceilings
+                        .iter()
+                        .zip(&ws[2])
+                        .map(|(c, w)| w.rps / c)
+                        .collect(),
+                );
                 summary.push(format!(
                     "- {label}, c=16: **{:.2}×** TorchServe's throughput (goal ≥ 2×: {}), p99 \
                      {:.2}× TorchServe's (goal lower: {}). Ceiling: the forward alone takes \
-                     {:.1} ms on one thread, so {cores} workers doing nothing but forwards \
-                     would serve {ceiling:.0} req/s = {:.2}× TorchServe; wasmserve reaches \
-                     {:.0}% of that ceiling.",
+                     {:.1} ms on one thread (median of the rounds), so {cores} workers doing \
+                     nothing but forwards would serve {:.0} req/s = {over_ts} TorchServe's; \
+                     wasmserve reaches {:.0}% ({:.0}–{:.0}%) of that ceiling.",
                     rps.median,
                     if rps.median >= 2.0 { "met" } else { "not met" },
                     p99.median,
                     if p99.median < 1.0 { "met" } else { "not met" },
-                    ms(forward),
-                    ceiling / ts_rps,
-                    100.0 * rows[0].1[2].rps / ceiling,
+                    1e3 * median(forward_alone.iter().map(Duration::as_secs_f64).collect()),
+                    median(ceilings.clone()),
+                    100.0 * reached.median,
+                    100.0 * reached.min,
+                    100.0 * reached.max,
                 ));
             }
         }
@@ -479,6 +531,8 @@ fn main() {
     r.line("");
 
     eprintln!("== batching");
+    let (one, eight) = (Forward::load(&m.resnet18, 1), Forward::load(&m.resnet18, 8));
+    let mut forward_gain = Vec::new();
     let (b1, b8) = {
         let server = wasmserve(
             m.wasmserve.path(),
@@ -489,14 +543,18 @@ fn main() {
             server.url("/predictions/resnet18"),
             server.url("/predictions/resnet18b8"),
         ];
-        let mut runs = interleaved(&urls, &kitten_path, 16, n(96));
+        // What the forward itself gains from a batch, timed in every round too.
+        let mut runs = interleaved(&urls, &kitten_path, (16, n(96)), BATCH_ROUNDS, || {
+            let (a, b) = (one.per_sample(8), eight.per_sample(2));
+            forward_gain.push((a, b));
+        });
         (runs.remove(0), runs.remove(0))
     };
     r.line("## Batching: ResNet-18 float32 at concurrency 16");
     r.line("");
     r.line(format!(
-        "Both versions served by one server, taking turns ({ROUNDS} rounds, each after its \
-         own warm-up); medians of the rounds."
+        "Both versions served by one server, taking turns ({BATCH_ROUNDS} rounds, each after \
+         its own warm-up); medians of the rounds."
     ));
     r.line("");
     r.line("| batch_size | req/s | p50 ms | p99 ms | failed |");
@@ -512,21 +570,23 @@ fn main() {
         "\nbatch 8 / batch 1 throughput = {}\n",
         Ratio::of(&b8, &b1, |l| l.rps)
     ));
-    // What batching can buy at most: how much cheaper a sample is in a batch of 8 than
-    // alone, for the forward itself (the handler's work per request does not change).
-    let (one, eight) = (
-        forward_per_sample(&m.resnet18, 1, 16),
-        forward_per_sample(&m.resnet18, 8, 4),
+    let gain = Ratio::over(
+        forward_gain
+            .iter()
+            .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+            .collect(),
     );
+    let per_sample = |pick: fn(&(Duration, Duration)) -> Duration| {
+        median(forward_gain.iter().map(|g| ms(pick(g))).collect())
+    };
     r.line(format!(
-        "Ceiling: the ResNet-18 forward in this process on one thread takes {:.1} ms per \
-         sample alone and {:.1} ms per sample in a batch of 8, so batching can raise \
-         throughput by {:.2}× at most on this CPU; what a batch saves on a GPU (one kernel \
-         launch for 8 samples) a CPU convolution, already compute-bound at batch 1, does \
-         not.\n",
-        ms(one),
-        ms(eight),
-        one.as_secs_f64() / eight.as_secs_f64()
+        "What the forward itself gains from a batch, timed in each round: the ResNet-18 \
+         forward in this process on one thread takes {:.1} ms per sample alone and {:.1} ms \
+         per sample in a batch of 8: {gain}. What a batch saves on a GPU (one kernel launch \
+         for 8 samples) a CPU convolution, already compute-bound at batch 1, mostly does \
+         not; a batch also shares a lane's fixed costs per forward.\n",
+        per_sample(|g| g.0),
+        per_sample(|g| g.1),
     ));
 
     // 4. Memory.
