@@ -11,20 +11,8 @@
 mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wasmserve::runtime::{Context, Dtype, HandlerRuntime, Limits, Part, Request, Sandbox, Tensor};
+use wasmserve::runtime::{Dtype, Tensor};
 use wasmserve_handler::Handler as _;
-
-fn request(kitten: &[u8]) -> Request {
-    Request {
-        id: "bench".into(),
-        headers: vec![],
-        parts: vec![Part {
-            name: "body".into(),
-            content_type: None,
-            data: kitten.to_vec(),
-        }],
-    }
-}
 
 fn logits() -> Vec<f32> {
     (0..1000)
@@ -39,21 +27,10 @@ fn bench(c: &mut Criterion) {
     std::fs::write(model_dir.path().join("index_to_name.json"), &labels).unwrap();
 
     // In the sandbox.
-    let runtime = HandlerRuntime::new(Limits::default(), None).unwrap();
-    let component = runtime
-        .compile(wasmserve::builtin::component("image_classifier").unwrap())
-        .unwrap();
-    let context = Context {
-        model_name: "bench".into(),
-        model_version: "1.0".into(),
-        manifest: "{}".into(),
-        config: "{}".into(),
-        batch_size: 1,
-        device: "cpu".into(),
-    };
-    let sandbox = Sandbox::new(model_dir.path().to_path_buf(), context);
+    let (_runtime, component, sandbox) =
+        common::builtin_sandbox("image_classifier", model_dir.path());
     let mut instance = component.instantiate(&sandbox).unwrap();
-    let req = request(&kitten);
+    let req = common::body_request(kitten.clone());
     let data: Vec<u8> = logits().iter().flat_map(|v| v.to_le_bytes()).collect();
     let outputs = vec![Tensor {
         name: String::new(),

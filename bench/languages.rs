@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use wasmserve::model::{Model, from_torch, to_torch};
-use wasmserve::runtime::{Context, HandlerRuntime, Limits, Part, Request, Sandbox, Tensor};
+use wasmserve::runtime::{HandlerRuntime, Limits, Sandbox, Tensor};
 
 fn median(n: usize, f: impl FnMut()) -> Duration {
     common::median_time(5, n, f)
@@ -40,18 +40,6 @@ fn build(script: &str, name: &str) -> Vec<u8> {
         .unwrap();
     assert!(status.success(), "{script} failed");
     std::fs::read(out).unwrap()
-}
-
-fn request(body: Vec<u8>) -> Request {
-    Request {
-        id: "bench".into(),
-        headers: vec![],
-        parts: vec![Part {
-            name: "body".into(),
-            content_type: None,
-            data: body,
-        }],
-    }
 }
 
 struct Case {
@@ -145,17 +133,7 @@ fn main() {
         let t = Instant::now();
         let component = runtime.compile(&case.component).unwrap();
         let compile = t.elapsed();
-        let sandbox = Sandbox::new(
-            case.model_dir.clone(),
-            Context {
-                model_name: "bench".into(),
-                model_version: "1.0".into(),
-                manifest: "{}".into(),
-                config: case.config.into(),
-                batch_size: 1,
-                device: "cpu".into(),
-            },
-        );
+        let sandbox = Sandbox::new(case.model_dir.clone(), common::bench_context(case.config));
         let instantiate = median(30, || {
             std::hint::black_box(component.instantiate(&sandbox).unwrap());
         });
@@ -166,7 +144,7 @@ fn main() {
         let mut outputs_of_first: Vec<Tensor> = Vec::new();
         println!("{} / {}:", case.job, case.language);
         for (i, (what, body)) in case.inputs.iter().enumerate() {
-            let req = request(body.clone());
+            let req = common::body_request(body.clone());
             let inputs = instance.preprocess(&req).unwrap().unwrap();
             let torch: Vec<tch::Tensor> = inputs.iter().map(|t| to_torch(t).unwrap()).collect();
             let outputs: Vec<Tensor> = model
@@ -184,7 +162,7 @@ fn main() {
             }
         }
 
-        let req = request(case.inputs[0].1.clone());
+        let req = common::body_request(case.inputs[0].1.clone());
         let pre = median(100, || {
             std::hint::black_box(instance.preprocess(&req).unwrap().unwrap());
         });

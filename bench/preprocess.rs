@@ -10,8 +10,6 @@ mod common;
 
 use std::time::Duration;
 
-use wasmserve::runtime::{Context, HandlerRuntime, Limits, Part, Request, Sandbox};
-
 fn median(n: usize, f: impl FnMut()) -> Duration {
     common::median_time(10, n, f)
 }
@@ -25,33 +23,13 @@ fn main() {
     }
 
     let kitten = std::fs::read(common::asset("images/kitten.jpg")).unwrap();
-    let runtime = HandlerRuntime::new(Limits::default(), None).unwrap();
-    let component = runtime
-        .compile(wasmserve::builtin::component("image_classifier").unwrap())
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let context = Context {
-        model_name: "bench".into(),
-        model_version: "1.0".into(),
-        manifest: "{}".into(),
-        config: "{}".into(),
-        batch_size: 1,
-        device: "cpu".into(),
-    };
-    let sandbox = Sandbox::new(dir.path().to_path_buf(), context);
+    let (_runtime, component, sandbox) = common::builtin_sandbox("image_classifier", dir.path());
     let instantiate = median(100, || {
         std::hint::black_box(component.instantiate(&sandbox).unwrap());
     });
     let mut instance = component.instantiate(&sandbox).unwrap();
-    let request = Request {
-        id: "bench".into(),
-        headers: vec![],
-        parts: vec![Part {
-            name: "body".into(),
-            content_type: None,
-            data: kitten.clone(),
-        }],
-    };
+    let request = common::body_request(kitten.clone());
     let sandboxed = median(100, || {
         std::hint::black_box(instance.preprocess(&request).unwrap().unwrap());
     });

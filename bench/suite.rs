@@ -747,23 +747,8 @@ fn overhead(store: &ModelStore, kitten: &[u8]) -> (Duration, Duration, Duration,
 }
 
 fn instantiation() -> Duration {
-    use wasmserve::runtime::{Context, HandlerRuntime, Limits, Sandbox};
-    let runtime = HandlerRuntime::new(Limits::default(), None).unwrap();
-    let component = runtime
-        .compile(wasmserve::builtin::component("image_classifier").unwrap())
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::new(
-        dir.path().to_path_buf(),
-        Context {
-            model_name: "bench".into(),
-            model_version: "1.0".into(),
-            manifest: "{}".into(),
-            config: "{}".into(),
-            batch_size: 1,
-            device: "cpu".into(),
-        },
-    );
+    let (_runtime, component, sandbox) = builtin_sandbox("image_classifier", dir.path());
     median_time(20, 200, || {
         std::hint::black_box(component.instantiate(&sandbox).unwrap());
     })

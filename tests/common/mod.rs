@@ -455,3 +455,49 @@ pub fn vm_rss_kib(pid: u32) -> u64 {
 pub fn vm_rss_mib(pid: u32) -> f64 {
     vm_rss_kib(pid) as f64 / 1024.0
 }
+
+/// What a sandbox's `init` is told in benchmarks: model `bench` 1.0, an empty manifest,
+/// `config` as the handler's config, batch 1, CPU.
+pub fn bench_context(config: &str) -> wasmserve::runtime::Context {
+    wasmserve::runtime::Context {
+        model_name: "bench".into(),
+        model_version: "1.0".into(),
+        manifest: "{}".into(),
+        config: config.into(),
+        batch_size: 1,
+        device: "cpu".into(),
+    }
+}
+
+/// A built-in handler compiled in a runtime with the default limits, and a sandbox over
+/// `model_dir`. The runtime is returned too: its epoch ticker stops when it is dropped.
+pub fn builtin_sandbox(
+    name: &str,
+    model_dir: &Path,
+) -> (
+    wasmserve::runtime::HandlerRuntime,
+    wasmserve::runtime::HandlerComponent,
+    wasmserve::runtime::Sandbox,
+) {
+    use wasmserve::runtime::{HandlerRuntime, Limits, Sandbox};
+    let runtime = HandlerRuntime::new(Limits::default(), None).unwrap();
+    let component = runtime
+        .compile(wasmserve::builtin::component(name).unwrap())
+        .unwrap();
+    let sandbox = Sandbox::new(model_dir.to_path_buf(), bench_context("{}"));
+    (runtime, component, sandbox)
+}
+
+/// A request whose one part, `body`, is `data` (a raw POST body, as the host hands it
+/// to a handler).
+pub fn body_request(data: Vec<u8>) -> wasmserve::runtime::Request {
+    wasmserve::runtime::Request {
+        id: "bench".into(),
+        headers: vec![],
+        parts: vec![wasmserve::runtime::Part {
+            name: "body".into(),
+            content_type: None,
+            data,
+        }],
+    }
+}
