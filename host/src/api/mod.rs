@@ -186,11 +186,17 @@ where
         }
         None => handle(req, id.clone()).instrument(span).await,
     };
-    if let Some(rest) = unread.take()
-        && !drain(rest, opts.client_timeout).await
-    {
-        resp.headers_mut()
-            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    if let Some(rest) = unread.take() {
+        // A client that was too slow (408) or sent too much (413) is not waited for a
+        // second time: its connection is closed.
+        let give_up = matches!(
+            resp.status(),
+            StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+        );
+        if give_up || !drain(rest, opts.client_timeout).await {
+            resp.headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        }
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(X_REQUEST_ID, v);
