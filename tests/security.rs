@@ -285,12 +285,7 @@ fn a_handler_cannot_break_http_framing() {
         let body = format!("badstatus {status}");
         let mut conn = raw(
             &s.server.base,
-            format!(
-                "POST /predictions/hostile HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
+            text_post("/predictions/hostile", &body, true).as_bytes(),
         );
         let (answer, closed) = read_all(&mut conn, Duration::from_secs(5));
         let status_line = answer.lines().next().unwrap_or("").to_string();
@@ -322,12 +317,7 @@ fn fault_bigheaders_over_max_response_size() {
     let body = "bigheaders 10000";
     let mut conn = raw(
         &s.server.base,
-        format!(
-            "POST /predictions/hostile HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
+        text_post("/predictions/hostile", body, true).as_bytes(),
     );
     let (answer, _) = read_all(&mut conn, Duration::from_secs(10));
     let status_line = answer.lines().next().unwrap_or("");
@@ -425,9 +415,8 @@ fn a_handler_cannot_desync_http() {
         let mut conn = raw(
             &s.server.base,
             format!(
-                "POST /predictions/hostile HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
-                 Content-Length: {}\r\n\r\n{body}GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                body.len()
+                "{}GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                text_post("/predictions/hostile", &body, false)
             )
             .as_bytes(),
         );
@@ -1083,6 +1072,16 @@ fn a_refused_handler_leaves_no_compiled_code_behind() {
 // Bad and slow clients
 
 /// Opens a connection to `base` (`http://HOST:PORT`) and writes `bytes`.
+/// The bytes of a plain-text HTTP/1.1 POST of `body` to `path`, asking the server to close
+/// the connection after its answer when `close`.
+fn text_post(path: &str, body: &str, close: bool) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{body}",
+        body.len(),
+        if close { "Connection: close\r\n" } else { "" }
+    )
+}
+
 fn raw(base: &str, bytes: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(base.trim_start_matches("http://")).unwrap();
     s.write_all(bytes).unwrap();
