@@ -379,13 +379,9 @@ fn a_generated_handler_project_builds_and_serves() {
 fn a_batch_one_model_with_a_larger_batch_size_fails_per_request_and_lives_on() {
     // mobilenet_v2_quantized.pt was traced for batch 1: its forward fails on 4 inputs.
     let store = ModelStore::new();
-    store.archive_with_config(
-        "mobilenet",
-        &asset("models/mobilenet_v2_quantized.pt"),
-        "image_classifier",
-        &[&asset("images/index_to_name.json")],
-        Some("batchSize: 4\nmaxBatchDelay: 2000\nminWorkers: 1\nmaxWorkers: 1\n"),
-    );
+    store.mobilenet_with_config(Some(
+        "batchSize: 4\nmaxBatchDelay: 2000\nminWorkers: 1\nmaxWorkers: 1\n",
+    ));
     let server = Server::start(store.path(), &["mobilenet.mar"], "");
     let url = server.url("/predictions/mobilenet");
     let answers: Vec<(u16, serde_json::Value)> = (0..4)

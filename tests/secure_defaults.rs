@@ -253,13 +253,9 @@ fn https_through_rustls_when_certificate_files_are_set() {
 fn a_stop_finishes_the_requests_in_flight_and_exits_0() {
     let store = ModelStore::new();
     // A long batch delay keeps the request in the lane when the stop comes.
-    store.archive_with_config(
-        "mobilenet",
-        &asset("models/mobilenet_v2_quantized.pt"),
-        "image_classifier",
-        &[&asset("images/index_to_name.json")],
-        Some("batchSize: 8\nmaxBatchDelay: 1500\nminWorkers: 1\nmaxWorkers: 1\n"),
-    );
+    store.mobilenet_with_config(Some(
+        "batchSize: 8\nmaxBatchDelay: 1500\nminWorkers: 1\nmaxWorkers: 1\n",
+    ));
     let server = Server::start(store.path(), &["mobilenet.mar"], "");
     let url = server.url("/predictions/mobilenet");
     let kitten = std::fs::read(asset("images/kitten.jpg")).unwrap();

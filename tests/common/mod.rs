@@ -115,11 +115,17 @@ impl ModelStore {
 
     /// The ImageNet classifier archive most tests use.
     pub fn mobilenet(&self) -> PathBuf {
-        self.archive(
+        self.mobilenet_with_config(None)
+    }
+
+    /// [`ModelStore::mobilenet`] with a `model-config.yaml`.
+    pub fn mobilenet_with_config(&self, yaml: Option<&str>) -> PathBuf {
+        self.archive_with_config(
             "mobilenet",
             &asset("models/mobilenet_v2_quantized.pt"),
             "image_classifier",
             &[&asset("images/index_to_name.json")],
+            yaml,
         )
     }
 }
