@@ -281,7 +281,7 @@ fn forward(ctx: &LaneContext, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, 
     let n_inputs = group[0].inputs.len();
     // Declared before `args` and `outputs`, so that it outlives every libtorch tensor
     // that borrows from it.
-    let mut stacked: Vec<Tensor> = if group.len() == 1 {
+    let mut stacked: Vec<Tensor> = if len == 1 {
         Vec::new()
     } else {
         (0..n_inputs)
@@ -320,7 +320,7 @@ fn forward(ctx: &LaneContext, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, 
         }
         Err(e) => return fail(e.to_string()),
     };
-    if group.len() == 1 {
+    if len == 1 {
         let converted: Result<Vec<Tensor>, _> = outputs
             .iter()
             .map(|(name, t)| model::from_torch(name, t))
@@ -330,7 +330,7 @@ fn forward(ctx: &LaneContext, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, 
     // Split every output along dimension 0 by each request's share of the batch.
     let sizes: Vec<i64> = group.iter().map(|p| p.inputs[0].shape[0] as i64).collect();
     let total: i64 = sizes.iter().sum();
-    let mut per_request: Vec<Vec<Tensor>> = (0..group.len()).map(|_| Vec::new()).collect();
+    let mut per_request: Vec<Vec<Tensor>> = (0..len).map(|_| Vec::new()).collect();
     for (name, out) in &outputs {
         if out.dim() == 0 || out.size()[0] != total {
             return fail(format!(
