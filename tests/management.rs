@@ -623,6 +623,54 @@ fn a_restart_restores_the_served_set_from_the_snapshot() {
     );
 }
 
+#[test]
+fn server_wide_settings_survive_a_restart_from_the_snapshot() {
+    // Every `config.properties` key a snapshot can lose shows here as a model
+    // registered after the restart getting other defaults (batch_size and
+    // max_batch_delay once did: they were read but never written).
+    use reqwest::Method;
+    let store = ModelStore::new();
+    mnist_archive(&store, "mnist_v1.mar", "1.0");
+    let server = Server::start(
+        store.path(),
+        &["mnist=mnist_v1.mar"],
+        "enable_model_api=true\ndefault_workers_per_model=1\nbatch_size=3\nmax_batch_delay=77\n\
+         default_response_timeout=42\njob_queue_size=9",
+    );
+    let (status, _) = call(Method::DELETE, server.mgmt("/models/mnist"));
+    assert_eq!(status, 200);
+    assert!(server.stop().success());
+
+    let args: Vec<String> = [
+        "--model-store",
+        store.path().to_str().unwrap(),
+        "--log-dir",
+        store.path().join("logs").to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let restored = Server::spawn(&args, &[]);
+    assert_eq!(
+        call(Method::GET, restored.mgmt("/models")).1,
+        json!({"models": []}),
+        "the newest snapshot is the one after the DELETE"
+    );
+    let (status, body) = call(Method::POST, restored.mgmt("/models?url=mnist_v1.mar"));
+    assert_eq!(status, 200, "{body}");
+    let (_, d) = call(Method::GET, restored.mgmt("/models/mnist"));
+    assert_eq!(
+        json!([
+            d[0]["batchSize"],
+            d[0]["maxBatchDelay"],
+            d[0]["responseTimeout"],
+            d[0]["workers"].as_array().unwrap().len()
+        ]),
+        json!([3, 77, 42, 1]),
+        "{d}"
+    );
+}
+
 /// A one-thread HTTP server on loopback serving `routes` (path → response), for
 /// registration by URL. Returns its `http://127.0.0.1:PORT`.
 fn file_server(routes: Vec<(&'static str, Vec<u8>)>) -> String {

@@ -163,83 +163,36 @@ impl ServerConfig {
         Ok(config)
     }
 
-    /// Applies `key=value` pairs over the current settings.
+    /// Applies `key=value` pairs over the current settings, each through its entry in
+    /// [`KEYS`]; keys not there are logged and ignored.
     pub fn apply(&mut self, props: &BTreeMap<String, String>) -> Result<(), ConfigError> {
         for (key, value) in props {
-            match key.as_str() {
-                "inference_address" => {
-                    self.inference_address = parse_address(key, value)?;
-                    self.https_seen |= value.trim().starts_with("https://");
+            match KEYS
+                .iter()
+                .find(|k| k.name == key || k.aliases.contains(&key.as_str()))
+            {
+                Some(entry) => (entry.read)(self, key, value)?,
+                None => {
+                    tracing::info!("config key `{key}` does not apply to wasmserve; ignoring it")
                 }
-                "management_address" => {
-                    self.management_address = parse_address(key, value)?;
-                    self.https_seen |= value.trim().starts_with("https://");
-                }
-                "metrics_address" => {
-                    self.metrics_address = parse_address(key, value)?;
-                    self.https_seen |= value.trim().starts_with("https://");
-                }
-                "max_archive_inflated_size" => {
-                    self.archive_limits.max_total_bytes = parse_positive(key, value)? as u64
-                }
-                "max_archive_entries" => {
-                    self.archive_limits.max_entries = parse_positive(key, value)?
-                }
-                "enable_metrics_api" => self.enable_metrics_api = parse_bool(key, value)?,
-                "certificate_file" => self.tls_file(|t| &mut t.certificate_file, value),
-                "private_key_file" => self.tls_file(|t| &mut t.private_key_file, value),
-                "disable_token_authorization" => {
-                    self.disable_token_authorization = parse_bool(key, value)?
-                }
-                "token_expiration_min" => {
-                    self.token_expiration =
-                        Duration::from_secs(60 * parse_positive(key, value)? as u64)
-                }
-                "key_file" => self.key_file = PathBuf::from(value),
-                "max_response_size" => self.max_response_size = parse_positive(key, value)?,
-                "client_timeout" => {
-                    self.client_timeout = Duration::from_secs(parse_positive(key, value)? as u64)
-                }
-                "handler_memory_limit_mb" => {
-                    self.handler_memory_limit = parse_positive(key, value)? << 20
-                }
-                "enable_model_api" => self.enable_model_api = parse_bool(key, value)?,
-                "model_store" => self.model_store = Some(PathBuf::from(value)),
-                "load_models" => {
-                    self.load_models = value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect()
-                }
-                "default_workers_per_model" => {
-                    self.default_workers_per_model = parse_positive(key, value)?
-                }
-                "job_queue_size" => self.job_queue_size = parse_positive(key, value)?,
-                "max_request_size" => self.max_request_size = parse_positive(key, value)?,
-                "default_response_timeout" => {
-                    self.default_response_timeout =
-                        Duration::from_secs(parse_positive(key, value)? as u64)
-                }
-                "batch_size" => self.batch_size = parse_positive(key, value)?,
-                "max_batch_delay" => {
-                    self.max_batch_delay = Duration::from_millis(parse_number(key, value)? as u64)
-                }
-                "model_snapshot" => self.model_snapshot = Some(value.clone()),
-                "allowed_urls" => self.allowed_urls = parse_regex_list(key, value)?,
-                "max_download_size" => self.max_download_size = parse_positive(key, value)? as u64,
-                "intra_op_threads" | "number_of_netty_threads_torch" => {
-                    self.intra_op_threads = Some(parse_positive(key, value)?)
-                }
-                k => tracing::info!("config key `{k}` does not apply to wasmserve; ignoring it"),
             }
         }
         Ok(())
     }
-}
 
-impl ServerConfig {
+    /// These settings as `config.properties` lines (what a snapshot records): every key
+    /// of [`KEYS`] that has a value, in the table's order, so that reading the lines back
+    /// gives these settings again.
+    pub fn to_properties(&self) -> String {
+        KEYS.iter()
+            .filter_map(|k| (k.write)(self).map(|v| format!("{}={v}\n", k.name)))
+            .collect()
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     fn tls_file(&mut self, field: impl Fn(&mut TlsFiles) -> &mut PathBuf, value: &str) {
         let tls = self.tls.get_or_insert_with(|| TlsFiles {
             certificate_file: PathBuf::new(),
@@ -248,8 +201,7 @@ impl ServerConfig {
         *field(tls) = PathBuf::from(value);
     }
 
-    /// HTTPS needs both files; the files without an `https://` address are an error too
-    /// (TorchServe serves HTTPS only on `https://` addresses).
+    /// HTTPS needs both files, and an `https://` address needs them.
     fn check_tls(&mut self) -> Result<(), ConfigError> {
         match &self.tls {
             Some(t) if t.certificate_file.as_os_str().is_empty() => Err(bad(
@@ -267,65 +219,329 @@ impl ServerConfig {
             _ => Ok(()),
         }
     }
-
-    /// These settings as `config.properties` lines (what a snapshot records).
-    pub fn to_properties(&self) -> String {
-        let mut out = format!(
-            "inference_address=http://{}\nmanagement_address=http://{}\nenable_model_api={}\n\
-             default_workers_per_model={}\njob_queue_size={}\nmax_request_size={}\n\
-             default_response_timeout={}\n",
-            self.inference_address,
-            self.management_address,
-            self.enable_model_api,
-            self.default_workers_per_model,
-            self.job_queue_size,
-            self.max_request_size,
-            self.default_response_timeout.as_secs(),
-        );
-        if let Some(store) = &self.model_store {
-            out.push_str(&format!("model_store={}\n", store.display()));
-        }
-        let urls: Vec<&str> = self
-            .allowed_urls
-            .iter()
-            .map(|r| r.as_str().trim_start_matches("^(?:").trim_end_matches(")$"))
-            .collect();
-        out.push_str(&format!(
-            "allowed_urls={}\nmax_download_size={}\n",
-            urls.join(","),
-            self.max_download_size
-        ));
-        if let Some(n) = self.intra_op_threads {
-            out.push_str(&format!("intra_op_threads={n}\n"));
-        }
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        out = out.replace("_address=http://", &format!("_address={scheme}://"));
-        out.push_str(&format!(
-            "metrics_address={scheme}://{}\nenable_metrics_api={}\ndisable_token_authorization={}\ntoken_expiration_min={}\n\
-             key_file={}\nmax_response_size={}\nclient_timeout={}\nhandler_memory_limit_mb={}\n",
-            self.metrics_address,
-            self.enable_metrics_api,
-            self.disable_token_authorization,
-            self.token_expiration.as_secs() / 60,
-            self.key_file.display(),
-            self.max_response_size,
-            self.client_timeout.as_secs(),
-            self.handler_memory_limit >> 20,
-        ));
-        out.push_str(&format!(
-            "max_archive_inflated_size={}\nmax_archive_entries={}\n",
-            self.archive_limits.max_total_bytes, self.archive_limits.max_entries
-        ));
-        if let Some(t) = &self.tls {
-            out.push_str(&format!(
-                "certificate_file={}\nprivate_key_file={}\n",
-                t.certificate_file.display(),
-                t.private_key_file.display()
-            ));
-        }
-        out
-    }
 }
+
+/// One `config.properties` key: how it is read, and how a snapshot writes it back.
+/// Reading and writing live in one entry so that no key can be read but lost on the
+/// next restart from a snapshot (the table's test writes and re-reads every key).
+pub struct Key {
+    /// TorchServe's name of the key.
+    pub name: &'static str,
+    /// Other names read as this key (never written).
+    pub aliases: &'static [&'static str],
+    /// Parses `value` into the settings; the `&str` is the key as written, for errors.
+    read: fn(&mut ServerConfig, &str, &str) -> Result<(), ConfigError>,
+    /// The value to write, or `None` when the setting is unset.
+    write: fn(&ServerConfig) -> Option<String>,
+    /// A value unlike the default, for the round-trip test.
+    #[cfg_attr(not(test), allow(dead_code))]
+    example: &'static str,
+}
+
+fn secs(d: Duration) -> Option<String> {
+    Some(d.as_secs().to_string())
+}
+
+fn count(n: usize) -> Option<String> {
+    Some(n.to_string())
+}
+
+/// Every key wasmserve reads, with its writer. Defaults are in [`ServerConfig::default`].
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "inference_address",
+        aliases: &[],
+        read: |c, k, v| {
+            c.inference_address = parse_address(k, v)?;
+            c.https_seen |= v.trim().starts_with("https://");
+            Ok(())
+        },
+        write: |c| Some(format!("{}://{}", c.scheme(), c.inference_address)),
+        example: "http://127.0.0.1:9080",
+    },
+    Key {
+        name: "management_address",
+        aliases: &[],
+        read: |c, k, v| {
+            c.management_address = parse_address(k, v)?;
+            c.https_seen |= v.trim().starts_with("https://");
+            Ok(())
+        },
+        write: |c| Some(format!("{}://{}", c.scheme(), c.management_address)),
+        example: "http://127.0.0.1:9081",
+    },
+    Key {
+        name: "metrics_address",
+        aliases: &[],
+        read: |c, k, v| {
+            c.metrics_address = parse_address(k, v)?;
+            c.https_seen |= v.trim().starts_with("https://");
+            Ok(())
+        },
+        write: |c| Some(format!("{}://{}", c.scheme(), c.metrics_address)),
+        example: "http://127.0.0.1:9082",
+    },
+    Key {
+        name: "certificate_file",
+        aliases: &[],
+        read: |c, _, v| {
+            c.tls_file(|t| &mut t.certificate_file, v);
+            Ok(())
+        },
+        write: |c| {
+            c.tls
+                .as_ref()
+                .map(|t| t.certificate_file.display().to_string())
+        },
+        example: "/etc/wasmserve/cert.pem",
+    },
+    Key {
+        name: "private_key_file",
+        aliases: &[],
+        read: |c, _, v| {
+            c.tls_file(|t| &mut t.private_key_file, v);
+            Ok(())
+        },
+        write: |c| {
+            c.tls
+                .as_ref()
+                .map(|t| t.private_key_file.display().to_string())
+        },
+        example: "/etc/wasmserve/key.pem",
+    },
+    Key {
+        name: "enable_metrics_api",
+        aliases: &[],
+        read: |c, k, v| {
+            c.enable_metrics_api = parse_bool(k, v)?;
+            Ok(())
+        },
+        write: |c| Some(c.enable_metrics_api.to_string()),
+        example: "false",
+    },
+    Key {
+        name: "disable_token_authorization",
+        aliases: &[],
+        read: |c, k, v| {
+            c.disable_token_authorization = parse_bool(k, v)?;
+            Ok(())
+        },
+        write: |c| Some(c.disable_token_authorization.to_string()),
+        example: "true",
+    },
+    Key {
+        name: "token_expiration_min",
+        aliases: &[],
+        read: |c, k, v| {
+            c.token_expiration = Duration::from_secs(60 * parse_positive(k, v)? as u64);
+            Ok(())
+        },
+        write: |c| count(c.token_expiration.as_secs() as usize / 60),
+        example: "5",
+    },
+    Key {
+        name: "key_file",
+        aliases: &[],
+        read: |c, _, v| {
+            c.key_file = PathBuf::from(v);
+            Ok(())
+        },
+        write: |c| Some(c.key_file.display().to_string()),
+        example: "/run/wasmserve/keys.json",
+    },
+    Key {
+        name: "enable_model_api",
+        aliases: &[],
+        read: |c, k, v| {
+            c.enable_model_api = parse_bool(k, v)?;
+            Ok(())
+        },
+        write: |c| Some(c.enable_model_api.to_string()),
+        example: "true",
+    },
+    Key {
+        name: "model_store",
+        aliases: &[],
+        read: |c, _, v| {
+            c.model_store = Some(PathBuf::from(v));
+            Ok(())
+        },
+        write: |c| c.model_store.as_ref().map(|p| p.display().to_string()),
+        example: "/mnt/models/model-store",
+    },
+    Key {
+        name: "load_models",
+        aliases: &[],
+        read: |c, _, v| {
+            c.load_models = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+            Ok(())
+        },
+        write: |c| (!c.load_models.is_empty()).then(|| c.load_models.join(",")),
+        example: "a.mar,b=b.mar",
+    },
+    Key {
+        name: "model_snapshot",
+        aliases: &[],
+        read: |c, _, v| {
+            c.model_snapshot = Some(v.to_string());
+            Ok(())
+        },
+        write: |c| c.model_snapshot.clone(),
+        example: r#"{"name":"x","modelCount":0,"models":{}}"#,
+    },
+    Key {
+        name: "default_workers_per_model",
+        aliases: &[],
+        read: |c, k, v| {
+            c.default_workers_per_model = parse_positive(k, v)?;
+            Ok(())
+        },
+        write: |c| count(c.default_workers_per_model),
+        example: "97",
+    },
+    Key {
+        name: "intra_op_threads",
+        aliases: &["number_of_netty_threads_torch"],
+        read: |c, k, v| {
+            c.intra_op_threads = Some(parse_positive(k, v)?);
+            Ok(())
+        },
+        write: |c| c.intra_op_threads.and_then(count),
+        example: "3",
+    },
+    Key {
+        name: "job_queue_size",
+        aliases: &[],
+        read: |c, k, v| {
+            c.job_queue_size = parse_positive(k, v)?;
+            Ok(())
+        },
+        write: |c| count(c.job_queue_size),
+        example: "17",
+    },
+    Key {
+        name: "batch_size",
+        aliases: &[],
+        read: |c, k, v| {
+            c.batch_size = parse_positive(k, v)?;
+            Ok(())
+        },
+        write: |c| count(c.batch_size),
+        example: "8",
+    },
+    Key {
+        name: "max_batch_delay",
+        aliases: &[],
+        read: |c, k, v| {
+            c.max_batch_delay = Duration::from_millis(parse_number(k, v)? as u64);
+            Ok(())
+        },
+        write: |c| count(c.max_batch_delay.as_millis() as usize),
+        example: "250",
+    },
+    Key {
+        name: "default_response_timeout",
+        aliases: &[],
+        read: |c, k, v| {
+            c.default_response_timeout = Duration::from_secs(parse_positive(k, v)? as u64);
+            Ok(())
+        },
+        write: |c| secs(c.default_response_timeout),
+        example: "9",
+    },
+    Key {
+        name: "max_request_size",
+        aliases: &[],
+        read: |c, k, v| {
+            c.max_request_size = parse_positive(k, v)?;
+            Ok(())
+        },
+        write: |c| count(c.max_request_size),
+        example: "1234",
+    },
+    Key {
+        name: "max_response_size",
+        aliases: &[],
+        read: |c, k, v| {
+            c.max_response_size = parse_positive(k, v)?;
+            Ok(())
+        },
+        write: |c| count(c.max_response_size),
+        example: "4321",
+    },
+    Key {
+        name: "client_timeout",
+        aliases: &[],
+        read: |c, k, v| {
+            c.client_timeout = Duration::from_secs(parse_positive(k, v)? as u64);
+            Ok(())
+        },
+        write: |c| secs(c.client_timeout),
+        example: "7",
+    },
+    Key {
+        name: "handler_memory_limit_mb",
+        aliases: &[],
+        read: |c, k, v| {
+            c.handler_memory_limit = parse_positive(k, v)? << 20;
+            Ok(())
+        },
+        write: |c| count(c.handler_memory_limit >> 20),
+        example: "64",
+    },
+    Key {
+        name: "max_archive_inflated_size",
+        aliases: &[],
+        read: |c, k, v| {
+            c.archive_limits.max_total_bytes = parse_positive(k, v)? as u64;
+            Ok(())
+        },
+        write: |c| Some(c.archive_limits.max_total_bytes.to_string()),
+        example: "1000000",
+    },
+    Key {
+        name: "max_archive_entries",
+        aliases: &[],
+        read: |c, k, v| {
+            c.archive_limits.max_entries = parse_positive(k, v)?;
+            Ok(())
+        },
+        write: |c| count(c.archive_limits.max_entries),
+        example: "50",
+    },
+    Key {
+        name: "allowed_urls",
+        aliases: &[],
+        read: |c, k, v| {
+            c.allowed_urls = parse_regex_list(k, v)?;
+            Ok(())
+        },
+        write: |c| {
+            let urls: Vec<&str> = c
+                .allowed_urls
+                .iter()
+                .map(|r| r.as_str().trim_start_matches("^(?:").trim_end_matches(")$"))
+                .collect();
+            Some(urls.join(","))
+        },
+        example: r"https://models\.example\.com/.*,file://.*",
+    },
+    Key {
+        name: "max_download_size",
+        aliases: &[],
+        read: |c, k, v| {
+            c.max_download_size = parse_positive(k, v)? as u64;
+            Ok(())
+        },
+        write: |c| Some(c.max_download_size.to_string()),
+        example: "4096",
+    },
+];
 
 /// Parses Java `.properties` text: `key=value` or `key: value`, `#`/`!` comments,
 /// trailing-backslash continuation lines.
@@ -585,6 +801,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`allowed_urls`"), "{err}");
+    }
+
+    /// Every key of the table, set to its example (unlike its default), is written and
+    /// read back to the same value: a key cannot be readable but lost by a snapshot.
+    #[test]
+    fn every_key_survives_a_write_and_a_read() {
+        let defaults = ServerConfig::default();
+        let mut set = ServerConfig::default();
+        for key in KEYS {
+            let before = (key.write)(&set);
+            (key.read)(&mut set, key.name, key.example).unwrap();
+            let after = (key.write)(&set);
+            assert_ne!(before, after, "`{}`: its example is its default", key.name);
+            assert!(after.is_some(), "`{}` is read but not written", key.name);
+        }
+        let text = set.to_properties();
+        let mut again = ServerConfig::default();
+        again.apply(&parse_properties(&text)).unwrap();
+        for key in KEYS {
+            assert_eq!(
+                (key.write)(&again),
+                (key.write)(&set),
+                "`{}` did not survive:\n{text}",
+                key.name
+            );
+            assert_ne!(
+                (key.write)(&again),
+                (key.write)(&defaults),
+                "`{}` came back as its default",
+                key.name
+            );
+        }
+        // And the defaults themselves come back as they were.
+        let mut back = ServerConfig::default();
+        back.apply(&parse_properties(&defaults.to_properties()))
+            .unwrap();
+        assert_eq!(back.to_properties(), defaults.to_properties());
+    }
+
+    #[test]
+    fn aliases_and_names_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for key in KEYS {
+            for name in std::iter::once(&key.name).chain(key.aliases) {
+                assert!(seen.insert(*name), "`{name}` is in the table twice");
+            }
+        }
     }
 
     #[test]

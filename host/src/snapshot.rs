@@ -80,8 +80,11 @@ fn try_write(
         "# wasmserve config snapshot, {}\n",
         chrono::Utc::now().to_rfc3339()
     );
-    text.push_str(&config.to_properties());
-    text.push_str(&format!("model_snapshot={snapshot}\n"));
+    // The server's settings through the one table of keys (config::KEYS), with this
+    // snapshot's models as its `model_snapshot`.
+    let mut settings = config.clone();
+    settings.model_snapshot = Some(snapshot.to_string());
+    text.push_str(&settings.to_properties());
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, dir.join(&name))?;
