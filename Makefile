@@ -39,7 +39,7 @@ bench: build
 soak: build
 	$(CARGO) test --release -p wasmserve --test soak -- --nocapture
 
-GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler hostile_handler
+GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler hostile_handler tensor_probe
 
 lint: deps
 	$(CARGO) clippy --release --all-targets -- -D warnings

@@ -20,6 +20,7 @@ const GUESTS: &[&str] = &[
     "base_handler",
     "mnist_handler",
     "hostile_handler",
+    "tensor_probe",
 ];
 
 fn main() {
