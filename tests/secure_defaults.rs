@@ -252,9 +252,10 @@ fn https_through_rustls_when_certificate_files_are_set() {
 #[test]
 fn a_stop_finishes_the_requests_in_flight_and_exits_0() {
     let store = ModelStore::new();
-    // A long batch delay keeps the request in the lane when the stop comes.
+    // A long batch delay keeps the request in the lane when the stop comes (a second
+    // after it was sent: room for a slow machine to deliver it).
     store.mobilenet_with_config(Some(
-        "batchSize: 8\nmaxBatchDelay: 1500\nminWorkers: 1\nmaxWorkers: 1\n",
+        "batchSize: 8\nmaxBatchDelay: 3000\nminWorkers: 1\nmaxWorkers: 1\n",
     ));
     let server = Server::start(store.path(), &["mobilenet.mar"], "");
     let url = server.url("/predictions/mobilenet");
@@ -263,7 +264,7 @@ fn a_stop_finishes_the_requests_in_flight_and_exits_0() {
         let resp = client().post(url).body(kitten).send().unwrap();
         (resp.status().as_u16(), resp.text().unwrap())
     });
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(1000));
     let pid = server.pid();
     let base = server.url("/ping");
     let stopping = std::thread::spawn(move || server.stop());

@@ -289,6 +289,21 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Whether `text` appears on stderr within `timeout` (log lines are written
+    /// asynchronously: poll, never sleep a guessed time).
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.log().contains(text) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// POSTs `body` as the raw request body.
     pub fn post(&self, path: &str, body: Vec<u8>) -> reqwest::blocking::Response {
         client()
