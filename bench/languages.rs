@@ -33,8 +33,7 @@ fn build(script: &str, name: &str) -> Vec<u8> {
     let out = Path::new(env!("WASMSERVE_GUEST_DIR"))
         .join("../../languages")
         .join(format!("{name}.wasm"));
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts").join(script))
+    let status = std::process::Command::new(root.join("scripts").join(script))
         .arg(&out)
         .status()
         .unwrap();

@@ -15,8 +15,7 @@ use common::*;
 fn build(script: &str, dir: &Path, name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = dir.join(format!("{name}.wasm"));
-    let run = Command::new("bash")
-        .arg(root.join("scripts").join(script))
+    let run = Command::new(root.join("scripts").join(script))
         .arg(&out)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
