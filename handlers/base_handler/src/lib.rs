@@ -13,8 +13,11 @@
 //! - Output: this request's slice of each output, its batch dimension removed, as a
 //!   nested list; several outputs give `{"<name>": <nested list>, …}`. With
 //!   `output_format: shaped` each output is `{"shape", "dtype", "data"}` instead.
+//!   Non-finite floats are written `NaN`, `Infinity`, `-Infinity`, as TorchServe's
+//!   base handler (Python's `json.dumps`) writes them.
 
 use serde_json::Value;
+use wasmserve_handler::output::number;
 use wasmserve_handler::{Context, Dtype, Error, Handler, Request, Response, Tensor};
 
 struct BaseHandler {
@@ -226,12 +229,14 @@ fn from_numbers(shape: &[u64], data: &[f64], dtype: Dtype) -> Result<Tensor, Err
 /// The values of any tensor as JSON numbers.
 fn numbers(t: &Tensor) -> Result<Vec<Value>, Error> {
     Ok(match t.dtype {
+        // Non-finite values are written as TorchServe's handlers write them (`NaN`,
+        // `Infinity`, `-Infinity`), not as `null`.
         Dtype::Float32 => t
             .to_vec::<f32>()?
             .into_iter()
-            .map(|x| Value::from(x as f64))
+            .map(|x| number(x as f64))
             .collect(),
-        Dtype::Float64 => t.to_vec::<f64>()?.into_iter().map(Value::from).collect(),
+        Dtype::Float64 => t.to_vec::<f64>()?.into_iter().map(number).collect(),
         Dtype::Int64 => t.to_vec::<i64>()?.into_iter().map(Value::from).collect(),
         Dtype::Int32 => t.to_vec::<i32>()?.into_iter().map(Value::from).collect(),
         Dtype::Int16 => t.to_vec::<i16>()?.into_iter().map(Value::from).collect(),

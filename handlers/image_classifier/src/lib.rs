@@ -8,7 +8,7 @@
 //!   `topk` in `model-config.yaml`), named from `index_to_name.json` when the archive has
 //!   one: `{"tabby": 0.43, "tiger_cat": 0.32, …}`, most probable first.
 
-use wasmserve_handler::output::{LabelMap, softmax, top_k};
+use wasmserve_handler::output::{LabelMap, number, softmax, top_k};
 use wasmserve_handler::vision::{image_bytes, imagenet_transform};
 use wasmserve_handler::{Context, Error, Handler, Request, Response, Tensor};
 
@@ -38,7 +38,7 @@ impl Handler for ImageClassifier {
         let probs = softmax(&logits);
         let mut answer = serde_json::Map::new();
         for (class, p) in top_k(&probs, self.topk) {
-            answer.insert(self.labels.label(class), serde_json::Value::from(p as f64));
+            answer.insert(self.labels.label(class), number(p as f64));
         }
         Response::json(&answer)
     }

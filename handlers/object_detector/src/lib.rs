@@ -13,7 +13,7 @@
 //! Detection outputs are per image, not stacked on a batch dimension: serve detectors
 //! with `batchSize: 1`.
 
-use wasmserve_handler::output::LabelMap;
+use wasmserve_handler::output::{LabelMap, number};
 use wasmserve_handler::vision::{image_bytes, to_tensor};
 use wasmserve_handler::{Context, Error, Handler, Request, Response, Tensor, find_output};
 
@@ -57,11 +57,11 @@ impl Handler for ObjectDetector {
                 continue;
             }
             let mut detection = serde_json::Map::new();
-            let coords: Vec<f64> = b.iter().map(|&v| v as f64).collect();
+            let coords: Vec<serde_json::Value> = b.iter().map(|&v| number(v as f64)).collect();
             let name =
                 usize::try_from(label).map_or_else(|_| label.to_string(), |i| self.labels.label(i));
             detection.insert(name, coords.into());
-            detection.insert("score".into(), (score as f64).into());
+            detection.insert("score".into(), number(score as f64));
             answer.push(serde_json::Value::Object(detection));
         }
         Response::json(&answer)

@@ -3,6 +3,45 @@
 use std::collections::HashMap;
 
 /// Softmax of `logits` (numerically stable: the maximum is subtracted first).
+/// Marks a non-finite number inside a `serde_json::Value` ([`number`]); written out by
+/// [`crate::Response::json`] as Python's `json.dumps` writes it.
+pub(crate) const NON_FINITE: &str = "\u{0}wasmserve-non-finite:";
+
+/// A JSON number for `x`, keeping non-finite values: `NaN`, `Infinity` and `-Infinity`
+/// come out of [`crate::Response::json`] as those bare words, as TorchServe's Python
+/// handlers answer (`json.dumps`), where a plain `serde_json::Value::from` would give
+/// `null`. (Strict JSON parsers refuse those words; Python's and JavaScript's `eval`
+/// accept them.)
+pub fn number(x: f64) -> serde_json::Value {
+    match serde_json::Number::from_f64(x) {
+        Some(n) => serde_json::Value::Number(n),
+        None if x.is_nan() => serde_json::Value::String(format!("{NON_FINITE}NaN")),
+        None if x > 0.0 => serde_json::Value::String(format!("{NON_FINITE}Infinity")),
+        None => serde_json::Value::String(format!("{NON_FINITE}-Infinity")),
+    }
+}
+
+/// Replaces the quoted markers of [`number`] in serialized JSON with the bare words.
+pub(crate) fn write_non_finite(json: Vec<u8>) -> Vec<u8> {
+    let marker = "\"\\u0000wasmserve-non-finite:";
+    let text = match String::from_utf8(json) {
+        Ok(t) if t.contains(marker) => t,
+        Ok(t) => return t.into_bytes(),
+        Err(e) => return e.into_bytes(),
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(marker) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + marker.len()..];
+        let end = after.find('"').unwrap_or(after.len());
+        out.push_str(&after[..end]);
+        rest = after.get(end + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out.into_bytes()
+}
+
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();

@@ -109,10 +109,14 @@ pub fn decode_base64(data: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Response {
-    /// A 200 response with `value` serialised as JSON.
+    /// A 200 response with `value` serialised as JSON. Numbers made with
+    /// [`crate::output::number`] keep `NaN`, `Infinity` and `-Infinity` as Python's
+    /// `json.dumps` writes them (TorchServe's answers); other non-finite floats become
+    /// `null`, as serde_json writes them.
     pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Response, Error> {
         let body = serde_json::to_vec(value)
             .map_err(|e| Error::internal(format!("cannot serialise the response: {e}")))?;
+        let body = crate::output::write_non_finite(body);
         Ok(Response {
             status: 200,
             headers: vec![("content-type".into(), "application/json".into())],

@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 
-use wasmserve_handler::output::{LabelMap, softmax, top_k};
+use wasmserve_handler::output::{LabelMap, number, softmax, top_k};
 use wasmserve_handler::{Context, Error, Handler, Request, Response, Tensor};
 
 enum Tokenizer {
@@ -177,7 +177,7 @@ impl Handler for TextClassifier {
         };
         let mut answer = serde_json::Map::new();
         for (class, p) in ranked {
-            answer.insert(self.labels.label(class), (p as f64).into());
+            answer.insert(self.labels.label(class), number(p as f64));
         }
         Response::json(&answer)
     }
