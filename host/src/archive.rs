@@ -129,6 +129,10 @@ impl OpenedArchive {
         limits: ExtractLimits,
     ) -> Result<OpenedArchive, ArchiveError> {
         let meta = std::fs::metadata(path).map_err(io_err(path))?;
+        if !meta.is_dir() {
+            // Refused before it is opened for reading: a FIFO would block the reader.
+            crate::fsutil::check_regular_file(path).map_err(io_err(path))?;
+        }
         let (dir, extracted) = if meta.is_dir() {
             (path.to_path_buf(), None)
         } else {
@@ -141,7 +145,7 @@ impl OpenedArchive {
             (tmp.path().to_path_buf(), Some(tmp))
         };
         let manifest_path = dir.join(MANIFEST_PATH);
-        let manifest_text = match std::fs::read_to_string(&manifest_path) {
+        let manifest_text = match crate::fsutil::read_to_string(&manifest_path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ArchiveError::NoManifest),
             Err(e) => return Err(io_err(&manifest_path)(e)),
@@ -196,7 +200,7 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ArchiveError> {
 }
 
 fn extract_zip(path: &Path, dest: &Path, limits: ExtractLimits) -> Result<(), ArchiveError> {
-    let file = File::open(path).map_err(io_err(path))?;
+    let file = crate::fsutil::open_regular(path).map_err(io_err(path))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| match e {
         zip::result::ZipError::InvalidArchive(_) | zip::result::ZipError::UnsupportedArchive(_) => {
             ArchiveError::NotAnArchive(path.display().to_string())
@@ -261,7 +265,23 @@ fn extract_zip(path: &Path, dest: &Path, limits: ExtractLimits) -> Result<(), Ar
 }
 
 /// TorchServe's rule for model names: `^[A-Za-z0-9][A-Za-z0-9_\-.]*$`.
+/// The longest model name or version: a file name (255 bytes) with room for the
+/// suffixes the server and the archiver add.
+pub const MAX_NAME_LEN: usize = 128;
+
+fn too_long(what: &str, name: &str) -> Option<String> {
+    (name.len() > MAX_NAME_LEN).then(|| {
+        format!(
+            "{what} of {} characters is too long: at most {MAX_NAME_LEN}",
+            name.chars().count()
+        )
+    })
+}
+
 pub fn validate_model_name(name: &str) -> Result<(), String> {
+    if let Some(e) = too_long("a model name", name) {
+        return Err(e);
+    }
     let mut chars = name.chars();
     let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
@@ -276,6 +296,9 @@ pub fn validate_model_name(name: &str) -> Result<(), String> {
 
 /// A version is a non-empty run of letters, digits, '.', '_' and '-'.
 pub fn validate_version(version: &str) -> Result<(), String> {
+    if let Some(e) = too_long("a version", version) {
+        return Err(e);
+    }
     if !version.is_empty()
         && version
             .chars()

@@ -99,6 +99,10 @@ pub struct ServerConfig {
     /// `intra_op_threads`: libtorch threads per forward. Default: cores / workers, at
     /// least 1, so that workers do not fight over the cores.
     pub intra_op_threads: Option<usize>,
+    /// `max_handler_instances`: the most handler instances (one per worker, all models
+    /// together), default 1,024. The instance pool is sized by it at start; a
+    /// registration or scaling that would pass it is refused with the numbers.
+    pub max_handler_instances: u32,
 }
 
 /// The PEM files of the HTTPS listeners.
@@ -136,6 +140,7 @@ impl Default for ServerConfig {
             batch_size: 1,
             max_batch_delay: Duration::from_millis(100),
             intra_op_threads: None,
+            max_handler_instances: crate::runtime::DEFAULT_MAX_INSTANCES,
             model_snapshot: None,
             allowed_urls: vec![regex::Regex::new("^(?:file://.*)$").unwrap()],
             max_download_size: 2 << 30,
@@ -153,7 +158,7 @@ pub fn num_cores() -> usize {
 impl ServerConfig {
     /// Reads a `config.properties` file over the defaults.
     pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = crate::fsutil::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
@@ -415,6 +420,17 @@ pub const KEYS: &[Key] = &[
         example: "3",
     },
     Key {
+        name: "max_handler_instances",
+        aliases: &[],
+        read: |c, k, v| {
+            c.max_handler_instances = u32::try_from(parse_positive(k, v)?)
+                .map_err(|_| bad(k, "must be below 4294967296"))?;
+            Ok(())
+        },
+        write: |c| Some(c.max_handler_instances.to_string()),
+        example: "12",
+    },
+    Key {
         name: "job_queue_size",
         aliases: &[],
         read: |c, k, v| {
@@ -642,6 +658,10 @@ pub struct ModelSettings {
     pub job_queue_size: usize,
     /// `handlerMemoryLimitMb`: the handler's linear memory cap, in bytes.
     pub handler_memory_limit: usize,
+    /// `modulePerWorker` (default false): each worker loads its own copy of the
+    /// TorchScript module instead of sharing one, for modules that keep state in their
+    /// attributes between calls (streaming models, voice-activity detectors).
+    pub module_per_worker: bool,
     /// The yaml keys the server does not use, passed to the handler as JSON.
     pub handler_config: serde_json::Map<String, serde_json::Value>,
 }
@@ -657,6 +677,7 @@ impl ModelSettings {
             response_timeout: server.default_response_timeout,
             job_queue_size: server.job_queue_size,
             handler_memory_limit: server.handler_memory_limit,
+            module_per_worker: false,
             handler_config: serde_json::Map::new(),
         }
     }
@@ -709,6 +730,11 @@ impl ModelSettings {
                         ));
                     }
                     self.handler_memory_limit = mb << 20;
+                }
+                "modulePerWorker" => {
+                    self.module_per_worker = v
+                        .as_bool()
+                        .ok_or_else(|| bad(&key, format!("in {file}: must be true or false")))?
                 }
                 "startupTimeout" | "deviceType" | "deviceIds" | "parallelType"
                 | "parallelLevel" => {}

@@ -6,11 +6,13 @@
 //!
 //! - [`archive`]: the `.mar` format, writing archives and extracting them safely;
 //! - [`runtime`]: compiling, checking and sandboxing handler components (wasmtime);
+//! - [`slots`]: the server-wide budget of handler instances;
 //! - [`guest_io`]: what a handler may log and record, and the sandbox's clocks;
 //! - [`metrics`]: the metrics the metrics API exposes (prometheus-client);
 //! - [`logging`]: the console log and the log files (access, server, model);
 //! - [`builtin`]: the handler components embedded in the binary;
 //! - [`model`]: TorchScript models through tch;
+//! - [`schema`]: a TorchScript module's `forward` signature, read at load;
 //! - [`worker`]: worker lanes, batching, preprocess → forward → postprocess;
 //! - [`registry`]: the served models and their versions;
 //! - [`download`]: registering from `http(s)://` URLs within `allowed_urls`;
@@ -19,6 +21,7 @@
 //! - [`server`], [`daemon`]: running in the foreground, starting and stopping in the
 //!   background;
 //! - [`snapshot`]: config snapshots and restoring them;
+//! - [`fsutil`]: reading user-named files (regular files only, never blocking);
 //! - [`scaffold`]: `wasmserve handler new`.
 
 pub mod api;
@@ -27,6 +30,7 @@ pub mod builtin;
 pub mod config;
 pub mod daemon;
 pub mod download;
+pub mod fsutil;
 pub mod guest_io;
 pub mod logging;
 pub mod metrics;
@@ -34,6 +38,8 @@ pub mod model;
 pub mod registry;
 pub mod runtime;
 pub mod scaffold;
+pub mod schema;
 pub mod server;
+pub mod slots;
 pub mod snapshot;
 pub mod worker;

@@ -11,6 +11,7 @@ use std::path::Path;
 use tch::{CModule, Device, IValue, Kind};
 
 use crate::runtime::{Dtype, Tensor};
+use crate::schema::{ArgType, ForwardSchema};
 
 /// Errors of loading and running a model.
 #[derive(Debug, thiserror::Error)]
@@ -27,26 +28,95 @@ pub enum ModelError {
     /// The model returned something that is not tensors.
     #[error("the model returned {0}, which wasmserve cannot pass to a handler")]
     Output(String),
+    /// The request's inputs do not fit the forward's arguments (their number, or a
+    /// scalar argument given a tensor of more than one value): the client's to fix.
+    #[error("{0}")]
+    Arguments(String),
 }
 
 /// A loaded TorchScript module.
 pub struct Model {
     module: CModule,
     device: Device,
+    /// Its `forward`'s arguments, when the file says (see [`crate::schema`]).
+    schema: Option<ForwardSchema>,
 }
 
 impl Model {
-    /// Loads `path` onto `device`, in eval mode.
+    /// Loads `path` onto `device`, in eval mode. A module whose `forward` takes an
+    /// argument that a handler cannot pass is refused here, with the reason.
     pub fn load(path: &Path, device: Device) -> Result<Model, ModelError> {
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::fsutil::check_regular_file(path).map_err(|e| ModelError::Load {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        let schema = crate::schema::read(path);
+        if let Some(why) = schema.as_ref().and_then(ForwardSchema::unservable) {
+            return Err(ModelError::Load { file, message: why });
+        }
+        if schema.is_none() {
+            tracing::debug!("{file}: no forward signature found; its inputs are passed as tensors");
+        }
         let mut module = CModule::load_on_device(path, device).map_err(|e| ModelError::Load {
-            file: path
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            message: first_line(&e.to_string()),
+            file,
+            message: torch_error("loading the model", &e),
         })?;
         module.set_eval();
-        Ok(Model { module, device })
+        Ok(Model {
+            module,
+            device,
+            schema,
+        })
+    }
+
+    /// The forward's signature, when known.
+    pub fn schema(&self) -> Option<&ForwardSchema> {
+        self.schema.as_ref()
+    }
+
+    /// The forward's argument for input `i`: a tensor, or a number from a one-element
+    /// tensor where the signature says `int`, `float` or `bool`.
+    fn argument(&self, i: usize, t: &tch::Tensor) -> Result<IValue, ModelError> {
+        let arg = self.schema.as_ref().and_then(|s| s.args.get(i));
+        let Some(arg) = arg.filter(|a| a.ty.is_scalar()) else {
+            return Ok(IValue::Tensor(t.to_device(self.device)));
+        };
+        if t.numel() != 1 {
+            return Err(ModelError::Arguments(format!(
+                "the model's `{}` takes one number, the request gave a tensor of shape {:?}",
+                arg.spelled,
+                t.size()
+            )));
+        }
+        let t = t.view([-1]);
+        Ok(match arg.ty {
+            ArgType::Int => IValue::Int(t.int64_value(&[0])),
+            ArgType::Float => IValue::Double(t.double_value(&[0])),
+            _ => IValue::Bool(t.int64_value(&[0]) != 0),
+        })
+    }
+
+    /// Checks the number of inputs against the forward's signature.
+    fn check_count(&self, n: usize) -> Result<(), ModelError> {
+        let Some(s) = &self.schema else {
+            return Ok(());
+        };
+        if n < s.required() || n > s.args.len() {
+            let wanted = if s.required() == s.args.len() {
+                s.args.len().to_string()
+            } else {
+                format!("{} to {}", s.required(), s.args.len())
+            };
+            return Err(ModelError::Arguments(format!(
+                "the model's {} takes {wanted} input(s); the request gave {n}",
+                s.signature()
+            )));
+        }
+        Ok(())
     }
 
     /// Runs forward on `inputs` (the model's positional arguments) and returns its
@@ -57,12 +127,14 @@ impl Model {
         &self,
         inputs: &[tch::Tensor],
     ) -> Result<Vec<(String, tch::Tensor)>, ModelError> {
+        self.check_count(inputs.len())?;
         let args: Vec<IValue> = inputs
             .iter()
-            .map(|t| IValue::Tensor(t.to_device(self.device)))
-            .collect();
+            .enumerate()
+            .map(|(i, t)| self.argument(i, t))
+            .collect::<Result<_, _>>()?;
         let out = tch::no_grad(|| self.module.forward_is(&args))
-            .map_err(|e| ModelError::Forward(first_line(&e.to_string())))?;
+            .map_err(|e| ModelError::Forward(torch_error("the forward", &e)))?;
         let mut tensors = Vec::new();
         flatten(out, "", &mut tensors)?;
         Ok(tensors)
@@ -117,8 +189,18 @@ fn ivalue_kind(v: &IValue) -> &'static str {
     }
 }
 
-/// libtorch error messages carry a C++ backtrace after the first lines; keep the part a
-/// user can act on.
+/// The part of a libtorch error a client sees ([`first_line`]); the whole message, C++
+/// backtrace and all, goes to the server's log. Every libtorch error on a request path
+/// passes here.
+pub fn torch_error(what: &str, e: &tch::TchError) -> String {
+    let full = e.to_string();
+    let short = first_line(&full);
+    if short.len() < full.len() {
+        tracing::warn!("libtorch failed in {what}: {full}");
+    }
+    short
+}
+
 /// The useful part of a libtorch error: the last `…Error: …` line of a TorchScript
 /// traceback (the cause), else the text before the C++ backtrace.
 fn first_line(message: &str) -> String {
@@ -170,8 +252,16 @@ pub fn dtype_of(kind: Kind) -> Option<Dtype> {
     })
 }
 
-/// Checks that the data length of `t` is its element count times its element size.
+/// Checks that the data length of `t` is its element count times its element size, and
+/// that every dimension fits libtorch's (signed 64-bit) sizes.
 pub fn check_tensor(t: &Tensor) -> Result<(), ModelError> {
+    if let Some(d) = t.shape.iter().find(|&&d| d > i64::MAX as u64) {
+        return Err(ModelError::Input(format!(
+            "a tensor of shape {:?} has a dimension of {d}, larger than libtorch allows ({})",
+            t.shape,
+            i64::MAX
+        )));
+    }
     let elem = kind_of(t.dtype).elt_size_in_bytes() as u64;
     let want = t.shape.iter().try_fold(elem, |acc, &d| acc.checked_mul(d));
     if want != Some(t.data.len() as u64) {
@@ -191,7 +281,7 @@ pub fn to_torch(t: &Tensor) -> Result<tch::Tensor, ModelError> {
     check_tensor(t)?;
     let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
     tch::Tensor::f_from_data_size(&t.data, &shape, kind_of(t.dtype))
-        .map_err(|e| ModelError::Input(e.to_string()))
+        .map_err(|e| ModelError::Input(torch_error("making an input tensor", &e)))
 }
 
 /// A libtorch tensor over `t`'s own bytes, without copying them (a copy only when the
@@ -218,7 +308,7 @@ pub unsafe fn borrow_torch(t: &mut Tensor) -> Result<tch::Tensor, ModelError> {
     // SAFETY: `check_tensor` proved the buffer holds exactly shape × element size
     // bytes; the caller keeps it alive and unmoved (this function's contract).
     unsafe { tch::Tensor::f_from_blob(t.data.as_mut_ptr(), &shape, &strides, kind, Device::Cpu) }
-        .map_err(|e| ModelError::Input(e.to_string()))
+        .map_err(|e| ModelError::Input(torch_error("lending an input tensor", &e)))
 }
 
 /// The WIT tensor of a libtorch tensor (moved to the CPU and made contiguous first).
@@ -230,7 +320,7 @@ pub fn from_torch(name: &str, t: &tch::Tensor) -> Result<Tensor, ModelError> {
     let numel = t.numel();
     let mut data = vec![0u8; numel * kind.elt_size_in_bytes()];
     t.f_copy_data_u8(&mut data, numel)
-        .map_err(|e| ModelError::Output(e.to_string()))?;
+        .map_err(|e| ModelError::Output(torch_error("copying an output", &e)))?;
     Ok(Tensor {
         name: name.to_string(),
         dtype,

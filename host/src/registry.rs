@@ -7,16 +7,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::archive::OpenedArchive;
 use crate::builtin;
 use crate::config::{ModelSettings, ServerConfig};
 use crate::model::Model;
 use crate::runtime::{Context, HandlerRuntime, Sandbox};
-use crate::worker::{Job, Lane, LaneContext};
+use crate::slots::{Reservation, SlotsFull};
+use crate::worker::{Job, Lane, LaneContext, LaneHealth, SubmitError};
 
 /// What to load, and the management API's overrides of the archive's settings.
 #[derive(Clone, Debug, Default)]
@@ -59,14 +62,36 @@ pub struct ModelVersion {
     queue_rx: Receiver<Job>,
     lane_ctx: Arc<LaneContext>,
     lanes: Mutex<Vec<Lane>>,
+    /// Instance slots reserved at registration for workers started later (an
+    /// asynchronous registration), so that what was accepted fits.
+    reserved: Mutex<Option<Reservation>>,
+    /// Whether this version is in the registry (its metrics are its own only then: a
+    /// refused duplicate must not touch the served version's).
+    serving: AtomicBool,
     /// Keeps the extracted archive (the handler's `/model`) alive.
     _archive: OpenedArchive,
+}
+
+/// Why the workers of a version could not be scaled; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaleError {
+    /// The workers do not fit into the instance pool.
+    #[error("cannot run {min} worker(s) for model {model} version {version}: {source}")]
+    Full {
+        model: String,
+        version: String,
+        min: usize,
+        source: SlotsFull,
+    },
+    /// A worker could not start (its handler's `init` failed, …).
+    #[error("{0}")]
+    Start(String),
 }
 
 impl ModelVersion {
     /// Opens `archive_path` and loads everything: settings are the server's defaults <
     /// the archive's `model-config.yaml` < `overrides` (the management API's). Starts no
-    /// worker: call [`ModelVersion::scale_to`].
+    /// worker: call [`ModelVersion::scale`].
     pub fn load(
         request: &LoadRequest,
         server: &ServerConfig,
@@ -119,8 +144,8 @@ impl ModelVersion {
         let serialized = m.serialized_file.as_deref().ok_or_else(|| {
             err("the manifest names no serializedFile; wasmserve serves TorchScript models (torch.jit.trace/script, then save)".into())
         })?;
-        let model = Model::load(&archive.dir.join(serialized), tch::Device::Cpu)
-            .map_err(|e| err(e.to_string()))?;
+        let model_path = archive.dir.join(serialized);
+        let model = Model::load(&model_path, tch::Device::Cpu).map_err(|e| err(e.to_string()))?;
 
         let context = Context {
             model_name: model_name.clone(),
@@ -139,6 +164,7 @@ impl ModelVersion {
             .unwrap_or_else(|| (crate::config::num_cores() / workers).max(1));
         let lane_ctx = Arc::new(LaneContext {
             model: Arc::new(model),
+            module_per_worker: settings.module_per_worker.then_some(model_path),
             handler,
             sandbox: Sandbox {
                 model_dir: archive.dir.clone(),
@@ -150,6 +176,7 @@ impl ModelVersion {
             max_batch_delay: settings.max_batch_delay,
             intra_op_threads,
             gather: Default::default(),
+            board: Default::default(),
         });
         let (queue, queue_rx) = crossbeam_channel::bounded(settings.job_queue_size);
         let version = ModelVersion {
@@ -164,6 +191,8 @@ impl ModelVersion {
             queue_rx,
             lane_ctx,
             lanes: Mutex::new(Vec::new()),
+            reserved: Mutex::new(None),
+            serving: AtomicBool::new(false),
             _archive: archive,
         };
         Ok(version)
@@ -171,50 +200,209 @@ impl ModelVersion {
 
     /// Sets the worker range and starts or stops lanes to `min` (TorchServe keeps
     /// `minWorkers` running; `maxWorkers` is reported and bounds the threads per lane).
-    pub fn scale(&self, min: usize, max: usize) -> Result<(), String> {
-        *self.workers_range.lock().unwrap_or_else(|p| p.into_inner()) = (min, max);
-        self.scale_to(min)
+    /// What does not fit into the instance pool is refused before anything changes; a
+    /// worker that fails to start undoes the whole change.
+    pub fn scale(&self, min: usize, max: usize) -> Result<(), ScaleError> {
+        let mut lanes = lock(&self.lanes);
+        let before = self.workers_range();
+        let started = lanes.len();
+        let mut reservation = self.reserve(&lanes, min)?;
+        *lock(&self.workers_range) = (min, max);
+        if let Err(e) = self.start_lanes(&mut lanes, min, &mut reservation) {
+            let added = lanes.split_off(started);
+            crate::worker::stop_all(added, self.stop_deadline());
+            *lock(&self.workers_range) = before;
+            self.publish_workers(lanes.len());
+            return Err(e);
+        }
+        let keep = min.min(lanes.len());
+        let removed = lanes.split_off(keep);
+        self.stop_lanes(removed, lanes.len());
+        self.publish_workers(lanes.len());
+        Ok(())
+    }
+
+    /// Reserves the instance slots that `min` lanes need beyond the running ones (and
+    /// beyond what registration reserved already).
+    fn reserve(&self, lanes: &[Lane], min: usize) -> Result<Reservation, ScaleError> {
+        let mut held = lock(&self.reserved);
+        let have = held.as_ref().map_or(0, Reservation::len);
+        let need = min.saturating_sub(lanes.len());
+        let mut more = self
+            .lane_ctx
+            .handler
+            .slots()
+            .reserve(need.saturating_sub(have))
+            .map_err(|source| ScaleError::Full {
+                model: self.name.clone(),
+                version: self.version.clone(),
+                min,
+                source,
+            })?;
+        if let Some(r) = held.take() {
+            more.absorb(r);
+        }
+        Ok(more)
+    }
+
+    /// Holds the slots that `min` workers need beyond the running ones until the next
+    /// [`ModelVersion::scale`] (an asynchronous registration or scaling), so that what
+    /// was accepted can start.
+    pub fn reserve_workers(&self, min: usize) -> Result<(), ScaleError> {
+        let n = min.saturating_sub(self.workers());
+        let r = self
+            .lane_ctx
+            .handler
+            .slots()
+            .reserve(n)
+            .map_err(|source| ScaleError::Full {
+                model: self.name.clone(),
+                version: self.version.clone(),
+                min,
+                source,
+            })?;
+        let mut held = lock(&self.reserved);
+        match held.as_mut() {
+            Some(h) => h.absorb(r),
+            None => *held = Some(r),
+        }
+        Ok(())
+    }
+
+    fn start_lanes(
+        &self,
+        lanes: &mut Vec<Lane>,
+        n: usize,
+        reservation: &mut Reservation,
+    ) -> Result<(), ScaleError> {
+        while lanes.len() < n {
+            let id = lanes.iter().map(|l| l.state.id + 1).max().unwrap_or(0);
+            let name = format!("{}-{}", self.name, self.version);
+            let slot = reservation
+                .take_one()
+                .ok_or_else(|| ScaleError::Start("no instance slot reserved".into()))?;
+            let lane = Lane::start(
+                id,
+                &name,
+                self.lane_ctx.clone(),
+                self.queue_rx.clone(),
+                slot,
+            )
+            .map_err(|e| ScaleError::Start(e.to_string()))?;
+            lanes.push(lane);
+        }
+        Ok(())
+    }
+
+    /// Stops `removed` lanes together, bounded by the response timeout; with none
+    /// left, what is still queued is answered at once.
+    fn stop_lanes(&self, removed: Vec<Lane>, left: usize) {
+        if removed.is_empty() {
+            return;
+        }
+        let abandoned = crate::worker::stop_all(removed, self.stop_deadline());
+        if abandoned > 0 {
+            tracing::error!(
+                "{abandoned} worker(s) of {} {} were abandoned: their forward did not return within responseTimeout",
+                self.name,
+                self.version
+            );
+        }
+        if left == 0 {
+            self.lane_ctx
+                .fail_queued(&self.queue_rx, &self.lane_ctx.no_worker_message());
+        }
+    }
+
+    /// How long stopping a lane may wait for its batch in flight.
+    fn stop_deadline(&self) -> Instant {
+        Instant::now() + self.settings.response_timeout + Duration::from_secs(1)
+    }
+
+    fn publish_workers(&self, n: usize) {
+        if self.serving.load(Ordering::Acquire) {
+            crate::metrics::global().set_workers(&self.name, &self.version, n);
+        }
     }
 
     /// `(minWorkers, maxWorkers)`.
     pub fn workers_range(&self) -> (usize, usize) {
-        *self.workers_range.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.workers_range)
     }
 
-    /// Waits (up to the response timeout) until no request is queued, then stops every
-    /// lane; a lane finishes its batch in flight first.
+    /// Takes the version out of service: waits (up to the response timeout) until no
+    /// request is queued, stops every lane (a lane finishes its batch in flight first;
+    /// one whose forward does not return is abandoned after the response timeout) and
+    /// answers whatever is left. Nothing is queued from the start of the drain on.
     pub fn drain(&self) {
-        let deadline = std::time::Instant::now() + self.settings.response_timeout;
-        while !self.queue.is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        self.lane_ctx.close();
+        let deadline = Instant::now() + self.settings.response_timeout;
+        while !self.queue.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = self.scale_to(0);
+        self.stop_everything();
     }
 
-    /// The description TorchServe's `GET /models/{name}` gives for one version.
+    /// Takes the version out of service and tells its lanes to stop, without waiting.
+    pub fn begin_stop(&self) {
+        self.lane_ctx.close();
+        for lane in lock(&self.lanes).iter() {
+            lane.signal_stop();
+        }
+    }
+
+    fn stop_everything(&self) {
+        self.lane_ctx.close();
+        let lanes = std::mem::take(&mut *lock(&self.lanes));
+        self.stop_lanes(lanes, 0);
+        self.lane_ctx.fail_queued(
+            &self.queue_rx,
+            &format!(
+                "Model \"{}\" version {} was unregistered before a worker took the request",
+                self.name, self.version
+            ),
+        );
+        self.publish_workers(0);
+    }
+
+    /// The description TorchServe's `GET /models/{name}` gives for one version. A
+    /// worker's `status` is `READY`, `ERROR` (no working handler instance; `error`
+    /// says why) or `UNRESPONSIVE` (its forward has run past `responseTimeout`).
     pub fn describe(&self) -> serde_json::Value {
         let (min, max) = self.workers_range();
         let pid = std::process::id();
         let workers: Vec<serde_json::Value> = self
-            .lanes
-            .lock()
-            .map(|lanes| {
-                lanes
-                    .iter()
-                    .map(|l| {
-                        serde_json::json!({
-                            "id": (9000 + l.id).to_string(),
-                            "startTime": l.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                            "status": "READY",
-                            "memoryUsage": 0,
-                            "pid": pid,
-                            "gpu": false,
-                            "gpuUsage": "N/A",
-                        })
-                    })
-                    .collect()
+            .lane_ctx
+            .lane_health()
+            .into_iter()
+            .map(|(id, started, health)| {
+                let mut w = serde_json::json!({
+                    "id": (9000 + id).to_string(),
+                    "startTime": started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "status": "READY",
+                    "memoryUsage": 0,
+                    "pid": pid,
+                    "gpu": false,
+                    "gpuUsage": "N/A",
+                });
+                match health {
+                    LaneHealth::Ready => {}
+                    LaneHealth::Error(why) => {
+                        w["status"] = "ERROR".into();
+                        w["error"] = why.into();
+                    }
+                    LaneHealth::Unresponsive(busy) => {
+                        w["status"] = "UNRESPONSIVE".into();
+                        w["error"] = format!(
+                            "its forward has run {} s, past responseTimeout",
+                            busy.as_secs()
+                        )
+                        .into();
+                    }
+                }
+                w
             })
-            .unwrap_or_default();
+            .collect();
         serde_json::json!({
             "modelName": self.name,
             "modelVersion": self.version,
@@ -234,42 +422,38 @@ impl ModelVersion {
         })
     }
 
-    /// Starts or stops lanes until there are `n`.
-    pub fn scale_to(&self, n: usize) -> Result<(), String> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        while lanes.len() < n {
-            let id = lanes.last().map_or(0, |l| l.id + 1);
-            let name = format!("{}-{}", self.name, self.version);
-            let lane = Lane::start(id, &name, self.lane_ctx.clone(), self.queue_rx.clone())
-                .map_err(|e| e.to_string())?;
-            lanes.push(lane);
-        }
-        while lanes.len() > n {
-            if let Some(lane) = lanes.pop() {
-                lane.stop();
-            }
-        }
-        crate::metrics::global().set_workers(&self.name, &self.version, lanes.len());
-        Ok(())
-    }
-
     /// Number of running lanes.
     pub fn workers(&self) -> usize {
-        self.lanes.lock().map(|l| l.len()).unwrap_or(0)
+        lock(&self.lanes).len()
     }
 
-    /// Queues a job; `Err` gives it back when the queue is full.
-    pub fn submit(&self, job: Job) -> Result<(), Job> {
-        self.queue.try_send(job).map_err(|e| match e {
-            TrySendError::Full(j) | TrySendError::Disconnected(j) => j,
-        })
+    /// Lanes that could take a request now (running, with a working instance, within
+    /// their time).
+    pub fn ready_workers(&self) -> usize {
+        self.lane_ctx.ready_lanes()
     }
+
+    /// Queues a job if a lane can take it; else gives it back with the reason.
+    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        self.lane_ctx.submit(&self.queue, job)
+    }
+
+    /// TorchServe's 503 message for this model without a worker.
+    pub fn no_worker_message(&self) -> String {
+        self.lane_ctx.no_worker_message()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Drop for ModelVersion {
     fn drop(&mut self) {
-        let _ = self.scale_to(0);
-        crate::metrics::global().remove_model(&self.name, &self.version);
+        self.stop_everything();
+        if self.serving.load(Ordering::Acquire) {
+            crate::metrics::global().remove_model(&self.name, &self.version);
+        }
     }
 }
 
@@ -305,6 +489,9 @@ pub enum RegisterError {
     /// That name and version are already served.
     #[error("{0}")]
     Conflict(String),
+    /// Its workers could not start; nothing was registered.
+    #[error(transparent)]
+    Scale(ScaleError),
 }
 
 /// Why a version could not be unregistered.
@@ -337,33 +524,38 @@ impl Registry {
         if self.get(&version.name, Some(&version.version)).is_ok() {
             return Err(RegisterError::Conflict(conflict(&version)));
         }
+        let (min, max) = version.workers_range();
         if start_workers {
-            let (min, max) = version.workers_range();
-            version.scale(min, max).map_err(|message| LoadError {
-                archive: request.url.clone(),
-                message,
-            })?;
+            version.scale(min, max).map_err(RegisterError::Scale)?;
+        } else {
+            version.reserve_workers(min).map_err(RegisterError::Scale)?;
         }
-        let (name, v) = (version.name.clone(), version.version.clone());
-        self.insert(version).map_err(RegisterError::Conflict)?;
-        Ok(self.get(&name, Some(&v)).expect("just inserted"))
+        self.insert(version).map_err(RegisterError::Conflict)
     }
 
     /// Adds a loaded version; the first version of a model becomes its default.
-    /// Fails when that version is already registered.
-    pub fn insert(&self, version: ModelVersion) -> Result<(), String> {
+    /// Fails when that version is already registered (the version is then dropped
+    /// without touching the registered one).
+    pub fn insert(&self, version: ModelVersion) -> Result<Arc<ModelVersion>, String> {
         let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
         let entry = models.entry(version.name.clone()).or_default();
         if entry.versions.contains_key(&version.version) {
-            return Err(conflict(&version));
+            let message = conflict(&version);
+            if entry.versions.is_empty() {
+                models.remove(&version.name);
+            }
+            return Err(message);
         }
         if entry.versions.is_empty() {
             entry.default_version = version.version.clone();
         }
+        version.serving.store(true, Ordering::Release);
+        version.publish_workers(version.workers());
+        let version = Arc::new(version);
         entry
             .versions
-            .insert(version.version.clone(), Arc::new(version));
-        Ok(())
+            .insert(version.version.clone(), version.clone());
+        Ok(version)
     }
 
     /// The version `version` of `name`, or its default version.
@@ -448,18 +640,23 @@ impl Registry {
         Ok(removed)
     }
 
-    /// Whether every model has at least its minimum of workers running.
+    /// Whether every version has at least its `minWorkers` ready (TorchServe's
+    /// `/ping`): a worker without a working handler instance does not count.
     pub fn healthy(&self) -> bool {
         let models = self.models.read().unwrap_or_else(|p| p.into_inner());
         models
             .values()
             .flat_map(|e| e.versions.values())
-            .all(|v| v.workers() >= v.workers_range().0.min(1))
+            .all(|v| v.ready_workers() >= v.workers_range().0)
     }
 
-    /// Removes every model, stopping their lanes.
+    /// Removes every model, stopping their lanes: all are told to stop first, so that
+    /// their waits overlap (each bounded by its version's response timeout).
     pub fn clear(&self) {
         let drained = std::mem::take(&mut *self.models.write().unwrap_or_else(|p| p.into_inner()));
+        for version in drained.values().flat_map(|e| e.versions.values()) {
+            version.begin_stop();
+        }
         drop(drained);
     }
 }

@@ -25,6 +25,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use crate::guest_io::{
     CallBudget, CoarseMonotonicClock, CoarseWallClock, GuestOutput, ModelLabels,
 };
+use crate::slots::Slots;
 
 wasmtime::component::bindgen!({
     world: "handler",
@@ -38,13 +39,23 @@ pub use self::wasmserve::handler::types::{Dtype, Part};
 pub type HandlerError = Error;
 use self::wasmserve::handler::host::Level;
 
+/// `max_handler_instances` by default: room for hundreds of single-worker model
+/// versions. The pool reserves address space, not memory, for each (a few GiB each
+/// of the 128 TiB a 64-bit process has).
+pub const DEFAULT_MAX_INSTANCES: u32 = 1024;
+
+/// Instances beyond the lanes' slots, for instances made outside a lane (benchmarks,
+/// tests running a sandbox directly).
+const SPARE_INSTANCES: u32 = 8;
+
 /// How often the epoch ticker advances; the time bound of a call is rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Resource limits of every handler instance.
 ///
-/// Defaults: 256 MiB of linear memory, 10,000 table elements, 64 concurrent instances
-/// in the pool, a 120 s time bound per call (TorchServe's default `responseTimeout`).
+/// Defaults: 256 MiB of linear memory, 10,000 table elements, 1,024 instances in the
+/// pool (`max_handler_instances`), a 120 s time bound per call (TorchServe's default
+/// `responseTimeout`).
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Largest linear memory an instance may grow to, in bytes.
@@ -52,7 +63,8 @@ pub struct Limits {
     /// Largest table an instance may grow to, in elements.
     pub max_table_elements: usize,
     /// Instances that may exist at once (all models' lanes together). Sized up front
-    /// because the pooling allocator reserves their slots when the engine is made.
+    /// because the pooling allocator reserves their slots when the engine is made;
+    /// lanes hold them as [`crate::slots::Slot`]s.
     pub max_instances: u32,
     /// Longest a single `init`, `preprocess` or `postprocess` call may run.
     pub call_timeout: Duration,
@@ -63,7 +75,7 @@ impl Default for Limits {
         Limits {
             max_memory: 256 << 20,
             max_table_elements: 10_000,
-            max_instances: 64,
+            max_instances: DEFAULT_MAX_INSTANCES,
             call_timeout: Duration::from_secs(120),
         }
     }
@@ -288,6 +300,8 @@ pub struct HandlerRuntime {
     cache_dir: Option<PathBuf>,
     /// Stops the epoch ticker thread when the runtime is dropped.
     ticker_stop: Arc<AtomicBool>,
+    /// The lanes' places in the instance pool.
+    slots: Arc<Slots>,
 }
 
 impl HandlerRuntime {
@@ -295,12 +309,13 @@ impl HandlerRuntime {
     /// compiled components cached in `cache_dir`.
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, RuntimeError> {
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(limits.max_instances)
-            .total_core_instances(limits.max_instances * 8)
+        let total = limits.max_instances + SPARE_INSTANCES;
+        pool.total_component_instances(total)
+            .total_core_instances(total * 8)
             .max_core_instances_per_component(16)
-            .total_memories(limits.max_instances * 2)
+            .total_memories(total * 2)
             .max_memories_per_component(4)
-            .total_tables(limits.max_instances * 8)
+            .total_tables(total * 8)
             .max_tables_per_component(8)
             .max_memory_size(limits.max_memory)
             .table_elements(limits.max_table_elements);
@@ -308,7 +323,12 @@ impl HandlerRuntime {
         config
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let runtime = Self::with_config(&config, limits, cache_dir)?;
+        let runtime = Self::with_config(&config, limits, cache_dir).map_err(|e| {
+            RuntimeError::Other(format!(
+                "{e}; the instance pool reserves address space for max_handler_instances \
+                 instances: lower it if this machine limits virtual memory (ulimit -v)"
+            ))
+        })?;
 
         let engine = runtime.engine.clone();
         let stop = runtime.ticker_stop.clone();
@@ -322,6 +342,11 @@ impl HandlerRuntime {
             })
             .map_err(|e| RuntimeError::Other(format!("cannot start the epoch ticker: {e}")))?;
         Ok(runtime)
+    }
+
+    /// The lanes' places in the instance pool (`max_handler_instances`).
+    pub fn slots(&self) -> &Arc<Slots> {
+        &self.slots
     }
 
     /// A runtime that only compiles and checks components (the archiver's): on-demand
@@ -355,6 +380,7 @@ impl HandlerRuntime {
         Ok(HandlerRuntime {
             engine,
             linker,
+            slots: Slots::new(limits.max_instances as usize),
             limits,
             cache_dir,
             ticker_stop: Arc::new(AtomicBool::new(false)),
@@ -392,6 +418,7 @@ impl HandlerRuntime {
             pre,
             engine: self.engine.clone(),
             limits: self.limits.clone(),
+            slots: self.slots.clone(),
         })
     }
 
@@ -480,6 +507,7 @@ pub struct HandlerComponent {
     pre: HandlerPre<HostState>,
     engine: Engine,
     limits: Limits,
+    slots: Arc<Slots>,
 }
 
 /// Where an instance runs, what its `init` is told, and the model's own limits.
@@ -513,6 +541,11 @@ impl Sandbox {
 }
 
 impl HandlerComponent {
+    /// The instance slots of the runtime this component was compiled in.
+    pub fn slots(&self) -> &Arc<Slots> {
+        &self.slots
+    }
+
     /// A fresh, initialised instance in its own sandbox.
     pub fn instantiate(&self, sandbox: &Sandbox) -> Result<HandlerInstance, RuntimeError> {
         let labels = Arc::new(ModelLabels {

@@ -56,19 +56,36 @@ impl StartArgs {
     }
 
     /// The effective configuration: defaults < config file < command line. Without
-    /// `--ts-config` and `--models`, the newest snapshot is the config file.
+    /// `--ts-config` and `--models`, the newest valid snapshot is the config file.
     pub fn config(&self) -> anyhow::Result<ServerConfig> {
+        self.startup().map(|s| s.config)
+    }
+
+    /// [`StartArgs::config`], and whether restoring a snapshot went wrong (a newer one
+    /// was unreadable, or none was): then the server must not write a snapshot of
+    /// what it starts with over the history.
+    pub fn startup(&self) -> anyhow::Result<Startup> {
+        let mut snapshot_trouble = false;
         let restored = match (&self.ts_config, self.models.is_empty(), self.snapshot_dir()) {
-            (None, true, Some(dir)) => crate::snapshot::latest(&dir),
+            (None, true, Some(dir)) => {
+                let found = crate::snapshot::restorable(&dir);
+                for (path, why) in &found.skipped {
+                    tracing::error!("skipping the snapshot {}: {why}", path.display());
+                    eprintln!("wasmserve: skipping the snapshot {}: {why}", path.display());
+                }
+                snapshot_trouble = !found.skipped.is_empty();
+                found.chosen
+            }
             _ => None,
         };
-        if let Some(path) = &restored {
+        if let Some((path, _)) = &restored {
             tracing::info!("restoring the snapshot {}", path.display());
             eprintln!("wasmserve: restoring the snapshot {}", path.display());
         }
-        let mut config = match self.ts_config.as_ref().or(restored.as_ref()) {
-            Some(path) => ServerConfig::from_file(path)?,
-            None => ServerConfig::default(),
+        let mut config = match (&self.ts_config, restored) {
+            (Some(path), _) => ServerConfig::from_file(path)?,
+            (None, Some((_, config))) => config,
+            (None, None) => ServerConfig::default(),
         };
         if let Some(store) = &self.model_store {
             config.model_store = Some(store.clone());
@@ -81,18 +98,44 @@ impl StartArgs {
         if let Some(store) = config.model_store.as_ref().filter(|s| !s.is_dir()) {
             anyhow::bail!("the model store {} is not a folder", store.display());
         }
-        Ok(config)
+        Ok(Startup {
+            config,
+            snapshot_trouble,
+        })
     }
 }
 
+/// What `wasmserve start` starts from.
+pub struct Startup {
+    pub config: ServerConfig,
+    /// A snapshot newer than the restored one (or every one) could not be read.
+    pub snapshot_trouble: bool,
+}
+
+/// How long a stop may take: requests in flight, then every worker (a worker whose
+/// forward does not return is abandoned, and the process exits all the same).
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn run_foreground(args: StartArgs) -> anyhow::Result<()> {
-    let _logs = crate::logging::init(Some(&args.log_dir))?;
-    let config = args.config()?;
+    let logs = crate::logging::init(Some(&args.log_dir))?;
+    let startup = args.startup()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(config, args.snapshot_dir()))
+    let result = rt.block_on(serve(startup, args.snapshot_dir()));
+    // Blocking tasks still running (a stop that outlived STOP_GRACE) are not waited for.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    if crate::worker::abandoned_lanes() > 0 {
+        // A lane thread is still inside libtorch: running the process's exit handlers
+        // under it could crash or hang. The logs are flushed first.
+        tracing::warn!("exiting with abandoned worker(s) still busy");
+        drop(logs);
+        let code = i32::from(result.is_err());
+        // SAFETY: ends the process at once, as intended; nothing is left to clean up.
+        unsafe { libc::_exit(code) };
+    }
+    result
 }
 
 /// The cache of compiled handler components.
@@ -137,6 +180,9 @@ async fn bind(addr: std::net::SocketAddr, what: &str, key: &str) -> anyhow::Resu
 fn tls_acceptor(files: &crate::config::TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    for file in [&files.certificate_file, &files.private_key_file] {
+        crate::fsutil::check_regular_file(file)?;
+    }
     let certs = CertificateDer::pem_file_iter(&files.certificate_file)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .with_context(|| {
@@ -165,7 +211,11 @@ fn tls_acceptor(files: &crate::config::TlsFiles) -> anyhow::Result<tokio_rustls:
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn serve(config: ServerConfig, snapshot_dir: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let Startup {
+        config,
+        snapshot_trouble,
+    } = startup;
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
     let inference = bind(
         config.inference_address,
@@ -198,6 +248,7 @@ async fn serve(config: ServerConfig, snapshot_dir: Option<PathBuf>) -> anyhow::R
 
     let runtime_limits = Limits {
         max_memory: config.handler_memory_limit,
+        max_instances: config.max_handler_instances,
         ..Limits::default()
     };
     let runtime = Arc::new(HandlerRuntime::new(runtime_limits, component_cache())?);
@@ -213,11 +264,21 @@ async fn serve(config: ServerConfig, snapshot_dir: Option<PathBuf>) -> anyhow::R
         snapshot_dir,
         auth: auth.clone(),
     });
-    match state.config.model_snapshot.clone() {
+    let restored_whole = match state.config.model_snapshot.clone() {
         Some(snapshot) => restore_snapshot(&state, &snapshot).await,
-        None => load_startup_models(&state).await,
+        None => {
+            load_startup_models(&state).await;
+            true
+        }
+    };
+    // A snapshot of a restore that went wrong would hide the good one behind it.
+    if restored_whole && !snapshot_trouble {
+        state.snapshot();
+    } else {
+        tracing::warn!(
+            "not writing a snapshot at startup: the restore was not whole; the snapshots stay as they are"
+        );
     }
-    state.snapshot();
 
     let options = |api, kind: Option<KeyKind>| ListenerOptions {
         api,
@@ -279,7 +340,13 @@ async fn serve(config: ServerConfig, snapshot_dir: Option<PathBuf>) -> anyhow::R
         let _ = m.await;
     }
     let registry = state.registry.clone();
-    tokio::task::spawn_blocking(move || registry.clear()).await?;
+    let stopping = tokio::task::spawn_blocking(move || registry.clear());
+    if tokio::time::timeout(STOP_GRACE, stopping).await.is_err() {
+        tracing::error!(
+            "workers still busy after {} s: stopping without them",
+            STOP_GRACE.as_secs()
+        );
+    }
     crate::daemon::forget_pid();
     tracing::info!("stopped");
     Ok(())
@@ -350,14 +417,16 @@ async fn load_startup_models(state: &Arc<ServerState>) {
 }
 
 /// Loads the models a snapshot records, with their settings, workers and defaults.
-async fn restore_snapshot(state: &Arc<ServerState>, snapshot: &str) {
+/// Returns whether every one was restored.
+async fn restore_snapshot(state: &Arc<ServerState>, snapshot: &str) -> bool {
     let models = match crate::snapshot::parse_models(snapshot) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!("the snapshot's model_snapshot is unusable: {e}");
-            return;
+            return false;
         }
     };
+    let mut whole = true;
     for m in models {
         let (_, url, path) = resolve_archive(&m.url, state.config.model_store.as_deref());
         let request = LoadRequest {
@@ -382,10 +451,7 @@ async fn restore_snapshot(state: &Arc<ServerState>, snapshot: &str) {
                 false,
             )?;
             v.scale(m.min_workers, m.max_workers.max(m.min_workers))
-                .map_err(|message| crate::registry::LoadError {
-                    archive: request.url.clone(),
-                    message,
-                })?;
+                .map_err(crate::registry::RegisterError::Scale)?;
             if m.default {
                 let _ = state2.registry.set_default(&m.name, &m.version);
             }
@@ -399,10 +465,17 @@ async fn restore_snapshot(state: &Arc<ServerState>, snapshot: &str) {
                 v.version,
                 v.workers()
             ),
-            Ok(Err(e)) => tracing::error!("restoring {label}: {e}"),
-            Err(e) => tracing::error!("restoring {label} panicked: {e}"),
+            Ok(Err(e)) => {
+                tracing::error!("restoring {label}: {e}");
+                whole = false;
+            }
+            Err(e) => {
+                tracing::error!("restoring {label} panicked: {e}");
+                whole = false;
+            }
         }
     }
+    whole
 }
 
 async fn wait_for_signal() {

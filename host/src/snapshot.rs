@@ -4,6 +4,7 @@
 //! `model_snapshot` key; `wasmserve start` without `--ts-config` and `--models`
 //! restores the newest one. `--ncs` turns both off.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -14,43 +15,120 @@ use crate::registry::Registry;
 /// How many snapshots to keep; older ones are removed.
 const KEEP: usize = 20;
 
-/// The newest snapshot in `dir`, if any.
-pub fn latest(dir: &Path) -> Option<PathBuf> {
-    let mut snapshots: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
+const SUFFIX: &str = "-snapshot.cfg";
+
+/// A snapshot file's place in the order: its sequence number, then its time stamp
+/// (TorchServe's names, `TIMESTAMP-snapshot.cfg`, have no sequence: 0). The sequence
+/// decides, so that a name with a wrong clock (a future date) cannot outrank the
+/// snapshots written after it; each writer continues from the highest on disk.
+fn order_key(path: &Path) -> Option<(u64, String)> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(SUFFIX)?;
+    if stem.starts_with('.') {
+        return None;
+    }
+    Some(match stem.split_once('-') {
+        Some((stamp, seq)) => (seq.parse().ok()?, stamp.to_string()),
+        None => (0, stem.to_string()),
+    })
+}
+
+/// The snapshots in `dir`, oldest first.
+fn snapshots(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<((u64, String), PathBuf)> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with("-snapshot.cfg"))
+        .filter_map(|p| Some((order_key(&p)?, p)))
         .collect();
-    snapshots.sort();
-    snapshots.pop()
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The newest snapshot in `dir`, valid or not.
+pub fn latest(dir: &Path) -> Option<PathBuf> {
+    snapshots(dir).pop()
+}
+
+/// What restoring found: the newest valid snapshot and its settings, and every newer
+/// one that was skipped, with the reason.
+#[derive(Debug, Default)]
+pub struct Restorable {
+    pub chosen: Option<(PathBuf, ServerConfig)>,
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// The newest snapshot in `dir` that reads whole: a regular file, its settings valid,
+/// its `model_snapshot` complete (JSON that parses, as many versions as its
+/// `modelCount`). Newer ones that do not are skipped, each with its reason.
+pub fn restorable(dir: &Path) -> Restorable {
+    let mut found = Restorable::default();
+    for path in snapshots(dir).into_iter().rev() {
+        match check(&path) {
+            Ok(config) => {
+                found.chosen = Some((path, config));
+                break;
+            }
+            Err(why) => found.skipped.push((path, why)),
+        }
+    }
+    found
+}
+
+/// The first line of a snapshot this server writes, and its last: a file that starts
+/// with the one and lacks the other was cut short (a truncated `key=value` line still
+/// parses, as a wrong value).
+const HEADER: &str = "# wasmserve config snapshot";
+const END: &str = "# end of wasmserve config snapshot\n";
+
+fn check(path: &Path) -> Result<ServerConfig, String> {
+    let text = crate::fsutil::read_to_string(path).map_err(|e| e.to_string())?;
+    if text.starts_with(HEADER) && !text.ends_with(END) {
+        return Err("it does not end with its end line: it was cut short".into());
+    }
+    let config = ServerConfig::from_file(path).map_err(|e| e.to_string())?;
+    let models = config
+        .model_snapshot
+        .as_deref()
+        .ok_or("it has no model_snapshot (cut short?)")?;
+    let value: serde_json::Value = serde_json::from_str(models)
+        .map_err(|e| format!("its model_snapshot is not whole JSON: {e}"))?;
+    let listed = parse_models(models)?.len() as u64;
+    match value["modelCount"].as_u64() {
+        Some(n) if n == listed => Ok(config),
+        n => Err(format!(
+            "its model_snapshot lists {listed} version(s) but says modelCount {n:?}"
+        )),
+    }
 }
 
 /// Serializes writers, so that two changes never race for a name and a later snapshot
-/// always records a later state; the value counts the snapshots this process wrote.
-static WRITER: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+/// always records a later state.
+static WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Writes a snapshot of `registry` under `config`'s settings into `dir`. Errors are
 /// logged, not returned: a failed snapshot must not fail the change that caused it.
 pub fn write(dir: &Path, config: &ServerConfig, registry: &Registry) {
-    let mut sequence = WRITER.lock().unwrap_or_else(|e| e.into_inner());
-    *sequence += 1;
-    if let Err(e) = try_write(dir, config, registry, *sequence) {
+    let _writer = WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = try_write(dir, config, registry) {
         tracing::warn!("cannot write a config snapshot into {}: {e}", dir.display());
     }
 }
 
-fn try_write(
-    dir: &Path,
-    config: &ServerConfig,
-    registry: &Registry,
-    sequence: u64,
-) -> std::io::Result<()> {
+fn try_write(dir: &Path, config: &ServerConfig, registry: &Registry) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    // Two changes can land in the same millisecond (a scale answered and a set-default
-    // right after it): the sequence number keeps both, and keeps names sorting in the
-    // order they were written.
+    // After the highest sequence on disk, whatever the names' clocks say; two changes
+    // in one millisecond get two names.
+    let sequence = snapshots(dir)
+        .iter()
+        .filter_map(|p| order_key(p))
+        .map(|(seq, _)| seq)
+        .max()
+        .unwrap_or(0)
+        + 1;
     let name = format!(
-        "{}-{sequence:06}-snapshot.cfg",
+        "{}-{sequence:06}{SUFFIX}",
         chrono::Utc::now().format("%Y%m%d%H%M%S%3f")
     );
     let mut models = serde_json::Map::new();
@@ -76,34 +154,47 @@ fn try_write(
         models.insert(model, versions.into());
     }
     let snapshot = json!({"name": name, "modelCount": count, "models": models});
-    let mut text = format!(
-        "# wasmserve config snapshot, {}\n",
-        chrono::Utc::now().to_rfc3339()
-    );
+    let mut text = format!("{HEADER}, {}\n", chrono::Utc::now().to_rfc3339());
     // The server's settings through the one table of keys (config::KEYS), with this
     // snapshot's models as its `model_snapshot`.
     let mut settings = config.clone();
     settings.model_snapshot = Some(snapshot.to_string());
     text.push_str(&settings.to_properties());
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, dir.join(&name))?;
+    text.push_str(END);
+    write_durably(dir, &name, text.as_bytes())?;
     prune(dir);
     Ok(())
 }
 
+/// Writes `bytes` as `dir/name` so that a crash at any moment leaves either the whole
+/// file or none: into a temporary file, synced, renamed over, and the folder synced.
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    let (first, rest) = bytes.split_at(bytes.len() / 2);
+    file.write_all(first)?;
+    crate::fsutil::test_pause("WASMSERVE_TEST_SNAPSHOT_PAUSE_MS");
+    file.write_all(rest)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Keeps the newest [`KEEP`] snapshots, and removes temporary files left by a crash.
 fn prune(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut snapshots: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with("-snapshot.cfg"))
-        .collect();
-    snapshots.sort();
-    let excess = snapshots.len().saturating_sub(KEEP);
-    for old in &snapshots[..excess] {
+    let all = snapshots(dir);
+    let excess = all.len().saturating_sub(KEEP);
+    for old in &all[..excess] {
         let _ = std::fs::remove_file(old);
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }
 
@@ -174,6 +265,45 @@ mod tests {
         assert_eq!(latest(dir.path()), names.pop());
         let text = std::fs::read_to_string(latest(dir.path()).unwrap()).unwrap();
         assert!(text.contains("model_snapshot={"), "{text}");
+    }
+
+    #[test]
+    fn the_sequence_orders_snapshots_not_the_date_in_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, registry) = (ServerConfig::default(), Registry::default());
+        std::fs::write(
+            dir.path().join("29991231235959999-000004-snapshot.cfg"),
+            "model_snapshot={}",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("20200101000000000-snapshot.cfg"), "").unwrap();
+        write(dir.path(), &config, &registry);
+        let newest = latest(dir.path()).unwrap();
+        assert!(
+            newest.to_string_lossy().ends_with("-000005-snapshot.cfg"),
+            "{}",
+            newest.display()
+        );
+    }
+
+    #[test]
+    fn a_cut_short_snapshot_is_skipped_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, registry) = (ServerConfig::default(), Registry::default());
+        write(dir.path(), &config, &registry);
+        let good = latest(dir.path()).unwrap();
+        let text = std::fs::read_to_string(&good).unwrap();
+        let cut = dir.path().join("20261201000000000-000002-snapshot.cfg");
+        std::fs::write(&cut, &text[..text.len() - 10]).unwrap();
+        let found = restorable(dir.path());
+        assert_eq!(found.chosen.map(|(p, _)| p), Some(good));
+        assert_eq!(found.skipped.len(), 1);
+        assert_eq!(found.skipped[0].0, cut);
+        assert!(
+            found.skipped[0].1.contains("cut short"),
+            "{:?}",
+            found.skipped
+        );
     }
 
     #[test]

@@ -7,12 +7,19 @@
 //! run one forward on the shared model, split the outputs back along dimension 0 and
 //! postprocess each request's slice. A failure of one request's preprocess or
 //! postprocess fails that request alone; a trap replaces the lane's instance.
+//!
+//! The lanes of a version report on a shared [`LaneBoard`]: which have a working
+//! instance, which are busy and since when. A request is queued only while some lane
+//! can take it (else it is answered 503 at once), and the last lane to lose its
+//! instance or to stop answers what is still queued: nothing waits for a lane that
+//! will never come. A lane that cannot get a fresh instance is not READY and keeps
+//! trying; a lane whose forward never returns is abandoned when it is stopped.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use tokio::sync::oneshot;
 
 use crate::metrics::LaneTimes;
@@ -20,6 +27,7 @@ use crate::model::{self, Model};
 use crate::runtime::{
     HandlerComponent, HandlerInstance, Request, Response, RuntimeError, Sandbox, Tensor,
 };
+use crate::slots::Slot;
 
 /// Why a request failed after it reached a lane.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +41,13 @@ pub enum PredictError {
     /// The forward failed or the model's outputs could not be split per request.
     #[error("{0}")]
     Model(String),
+    /// The request's inputs do not fit the model's forward (their number or types).
+    #[error("{0}")]
+    Input(String),
+    /// No lane can serve the request any more (scaled to zero, unregistered, or every
+    /// lane without a working handler instance).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// One queued request.
@@ -45,7 +60,11 @@ pub struct Job {
 
 /// What a lane needs; shared by all lanes of a model version.
 pub struct LaneContext {
+    /// The module the lanes share (also the source of its forward's signature).
     pub model: Arc<Model>,
+    /// `modulePerWorker`: each lane loads its own copy of the module from this file,
+    /// for modules that keep state between calls.
+    pub module_per_worker: Option<std::path::PathBuf>,
     pub handler: HandlerComponent,
     pub sandbox: Sandbox,
     pub batch_size: usize,
@@ -56,58 +75,333 @@ pub struct LaneContext {
     /// lane's batch instead of spread one by one over idle lanes (TorchServe's
     /// `pollBatch` lock). Not taken when `batch_size` is 1.
     pub gather: std::sync::Mutex<()>,
+    /// What the lanes say about themselves.
+    pub board: LaneBoard,
 }
 
-/// A running lane; dropping it does not stop it, [`Lane::stop`] does.
-pub struct Lane {
+/// Why a job was not queued; the job comes back.
+pub enum SubmitError {
+    /// The version was taken out of service (unregistered).
+    Closed(Job),
+    /// No lane can take it: no worker, or none with a working instance.
+    NoWorker(Job),
+    /// The queue is full (`job_queue_size`).
+    Full(Job),
+}
+
+/// What the lanes of one version share: each lane's state, and the gate of the queue.
+#[derive(Default)]
+pub struct LaneBoard {
+    lanes: Mutex<Vec<Arc<LaneState>>>,
+    /// `true` once the version is out of service. Held while a job is queued and while
+    /// the queue is emptied, so that no job can be queued after the last lane able to
+    /// take it has gone.
+    closed: Mutex<bool>,
+}
+
+/// One lane's state, as the lane itself reports it.
+pub struct LaneState {
     pub id: usize,
     /// When the lane started (TorchServe's worker `startTime`).
     pub started: chrono::DateTime<chrono::Utc>,
-    stop: Arc<AtomicBool>,
+    stop: AtomicBool,
+    /// Whether the lane has a working handler instance.
+    has_instance: AtomicBool,
+    /// When the current forward started, while one runs.
+    busy_since: Mutex<Option<Instant>>,
+    /// Why the lane has no instance, when it has none.
+    last_error: Mutex<Option<String>>,
+    exited: Mutex<bool>,
+    exited_cv: Condvar,
+    /// Given up on by a stop that could not wait any longer.
+    abandoned: AtomicBool,
+}
+
+/// Lanes given up on whose threads are still running (inside a forward).
+static ABANDONED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many abandoned lanes are still running.
+pub fn abandoned_lanes() -> usize {
+    ABANDONED.load(Ordering::Acquire)
+}
+
+/// A lane's health as `describe` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LaneHealth {
+    /// Has a working instance and is idle or within its time.
+    Ready,
+    /// Has no working handler instance (it keeps trying to make one): the reason.
+    Error(String),
+    /// Its current forward has run past the response timeout (a forward that does not
+    /// return): it takes no more work and is abandoned when stopped.
+    Unresponsive(Duration),
+}
+
+impl LaneState {
+    fn new(id: usize) -> LaneState {
+        LaneState {
+            id,
+            started: chrono::Utc::now(),
+            stop: AtomicBool::new(false),
+            has_instance: AtomicBool::new(true),
+            busy_since: Mutex::new(None),
+            last_error: Mutex::new(None),
+            exited: Mutex::new(false),
+            exited_cv: Condvar::new(),
+            abandoned: AtomicBool::new(false),
+        }
+    }
+
+    /// Its health, given the version's response timeout.
+    pub fn health(&self, timeout: Duration) -> LaneHealth {
+        if !self.has_instance.load(Ordering::Acquire) {
+            let why = lock(&self.last_error).clone().unwrap_or_default();
+            return LaneHealth::Error(why);
+        }
+        match *lock(&self.busy_since) {
+            Some(t) if t.elapsed() > timeout => LaneHealth::Unresponsive(t.elapsed()),
+            _ => LaneHealth::Ready,
+        }
+    }
+
+    fn set_busy(&self, busy: bool) {
+        *lock(&self.busy_since) = busy.then(Instant::now);
+    }
+
+    fn lost_instance(&self, why: String) {
+        *lock(&self.last_error) = Some(why);
+        self.has_instance.store(false, Ordering::Release);
+    }
+
+    fn got_instance(&self) {
+        *lock(&self.last_error) = None;
+        self.has_instance.store(true, Ordering::Release);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LaneContext {
+    /// How many lanes could take a request now: running, with a working instance, not
+    /// past the response timeout.
+    pub fn ready_lanes(&self) -> usize {
+        let timeout = self.sandbox.call_timeout;
+        lock(&self.board.lanes)
+            .iter()
+            .filter(|l| !l.stopping() && l.health(timeout) == LaneHealth::Ready)
+            .count()
+    }
+
+    /// Each lane's id, start and health.
+    pub fn lane_health(&self) -> Vec<(usize, chrono::DateTime<chrono::Utc>, LaneHealth)> {
+        let timeout = self.sandbox.call_timeout;
+        lock(&self.board.lanes)
+            .iter()
+            .map(|l| (l.id, l.started, l.health(timeout)))
+            .collect()
+    }
+
+    /// Queues `job` if a lane can take it.
+    pub fn submit(&self, queue: &Sender<Job>, job: Job) -> Result<(), SubmitError> {
+        let closed = lock(&self.board.closed);
+        if *closed {
+            return Err(SubmitError::Closed(job));
+        }
+        if self.ready_lanes() == 0 {
+            return Err(SubmitError::NoWorker(job));
+        }
+        queue.try_send(job).map_err(|e| match e {
+            TrySendError::Full(j) => SubmitError::Full(j),
+            TrySendError::Disconnected(j) => SubmitError::Closed(j),
+        })
+    }
+
+    /// Takes the version out of service: no job is queued from now on.
+    pub fn close(&self) {
+        *lock(&self.board.closed) = true;
+    }
+
+    /// Answers every queued job with `why` (503), under the gate.
+    pub fn fail_queued(&self, queue: &Receiver<Job>, why: &str) {
+        let _gate = lock(&self.board.closed);
+        let mut n = 0;
+        while let Ok(job) = queue.try_recv() {
+            reply(job, Err(PredictError::Unavailable(why.to_string())));
+            n += 1;
+        }
+        if n > 0 {
+            tracing::warn!("answered {n} queued request(s) at once: {why}");
+        }
+    }
+
+    /// After a lane lost its instance or stopped: when no lane can take work any more,
+    /// what is queued is answered now instead of waiting for its timeout.
+    fn lane_gone(&self, queue: &Receiver<Job>) {
+        if self.ready_lanes() == 0 {
+            self.fail_queued(queue, &self.no_worker_message());
+        }
+    }
+
+    /// TorchServe's 503 message for a model without a worker to serve it.
+    pub fn no_worker_message(&self) -> String {
+        format!(
+            "Model \"{}\" has no worker to serve inference request. Please use scale workers API to add workers.",
+            self.sandbox.context.model_name
+        )
+    }
+}
+
+/// A running lane; dropping it does not stop it, [`Lane::stop`] or [`stop_all`] does.
+pub struct Lane {
+    pub state: Arc<LaneState>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Lane {
     /// Instantiates the handler (its `init` runs here, so a failing `init` fails the
-    /// start) and starts the lane's thread on `queue`.
+    /// start) and starts the lane's thread on `queue`. The lane holds `slot` (its
+    /// place in the instance pool) until its thread ends.
     pub fn start(
         id: usize,
         name: &str,
         ctx: Arc<LaneContext>,
         queue: Receiver<Job>,
+        slot: Slot,
     ) -> Result<Lane, RuntimeError> {
         let instance = ctx.handler.instantiate(&ctx.sandbox)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = stop.clone();
+        let model = match &ctx.module_per_worker {
+            Some(path) => Arc::new(
+                Model::load(path, tch::Device::Cpu)
+                    .map_err(|e| RuntimeError::Other(e.to_string()))?,
+            ),
+            None => ctx.model.clone(),
+        };
+        let state = Arc::new(LaneState::new(id));
+        lock(&ctx.board.lanes).push(state.clone());
+        let thread_state = state.clone();
+        let thread_ctx = ctx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("{name}-w{id}"))
-            .spawn(move || run(ctx, instance, queue, thread_stop))
-            .map_err(|e| RuntimeError::Other(format!("cannot start a worker thread: {e}")))?;
-        Ok(Lane {
-            id,
-            started: chrono::Utc::now(),
-            stop,
-            thread: Some(thread),
-        })
+            .spawn(move || {
+                let _slot = slot;
+                run(&thread_ctx, &model, instance, &queue, &thread_state);
+                lock(&thread_ctx.board.lanes).retain(|l| !Arc::ptr_eq(l, &thread_state));
+                thread_ctx.lane_gone(&queue);
+                let mut exited = lock(&thread_state.exited);
+                *exited = true;
+                if thread_state.abandoned.load(Ordering::Acquire) {
+                    ABANDONED.fetch_sub(1, Ordering::AcqRel);
+                }
+                drop(exited);
+                thread_state.exited_cv.notify_all();
+            });
+        match thread {
+            Ok(thread) => Ok(Lane {
+                state,
+                thread: Some(thread),
+            }),
+            Err(e) => {
+                lock(&ctx.board.lanes).retain(|l| !Arc::ptr_eq(l, &state));
+                Err(RuntimeError::Other(format!(
+                    "cannot start a worker thread: {e}"
+                )))
+            }
+        }
     }
 
-    /// Asks the lane to stop after its current batch and waits for it.
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// Asks the lane to stop after its current batch, without waiting.
+    pub fn signal_stop(&self) {
+        self.state.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits until the lane stopped, or until `deadline`: a lane still busy then (a
+    /// forward that does not return) is abandoned, its thread left to end on its own.
+    /// Returns whether it stopped.
+    pub fn stop(mut self, deadline: Instant) -> bool {
+        self.signal_stop();
+        let mut exited = lock(&self.state.exited);
+        while !*exited {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            exited = self
+                .state
+                .exited_cv
+                .wait_timeout(exited, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
+        let stopped = *exited;
+        if !stopped {
+            // Under the lock the thread takes when it ends, so that it sees the mark.
+            self.state.abandoned.store(true, Ordering::Release);
+            ABANDONED.fetch_add(1, Ordering::AcqRel);
+        }
+        drop(exited);
+        match self.thread.take() {
+            Some(t) if stopped => {
+                let _ = t.join();
+            }
+            Some(_) => {
+                tracing::error!(
+                    "worker {} did not stop in time (its forward has not returned): abandoned",
+                    self.state.id
+                )
+            }
+            None => {}
+        }
+        stopped
     }
 }
 
+/// Stops `lanes` together: all are asked at once, then each is waited for until
+/// `deadline`. Returns how many were abandoned.
+pub fn stop_all(lanes: Vec<Lane>, deadline: Instant) -> usize {
+    lanes.iter().for_each(Lane::signal_stop);
+    lanes
+        .into_iter()
+        .map(|l| l.stop(deadline))
+        .filter(|stopped| !stopped)
+        .count()
+}
+
 fn run(
-    ctx: Arc<LaneContext>,
-    mut instance: HandlerInstance,
-    queue: Receiver<Job>,
-    stop: Arc<AtomicBool>,
+    ctx: &LaneContext,
+    model: &Model,
+    instance: HandlerInstance,
+    queue: &Receiver<Job>,
+    state: &LaneState,
 ) {
     tch::set_num_threads(ctx.intra_op_threads as i32);
-    while !stop.load(Ordering::Relaxed) {
+    let mut instance = Some(instance);
+    while !state.stopping() {
+        if instance.is_none() {
+            match ctx.handler.instantiate(&ctx.sandbox) {
+                Ok(fresh) => {
+                    tracing::info!("worker {} has a working handler instance again", state.id);
+                    instance = Some(fresh);
+                    state.got_instance();
+                }
+                Err(e) => {
+                    state.lost_instance(e.to_string());
+                    // Retried every half second, still stoppable.
+                    for _ in 0..10 {
+                        if state.stopping() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    continue;
+                }
+            }
+        }
         let batch = {
             let _gathering =
                 (ctx.batch_size > 1).then(|| ctx.gather.lock().unwrap_or_else(|p| p.into_inner()));
@@ -126,8 +420,9 @@ fn run(
             }
             batch
         };
-        run_batch(&ctx, &mut instance, batch);
+        run_batch(ctx, model, &mut instance, batch, state, queue);
     }
+    state.has_instance.store(false, Ordering::Release);
 }
 
 /// A request between preprocess and postprocess.
@@ -141,21 +436,42 @@ fn request_span(job: &Job) -> tracing::Span {
     tracing::info_span!("request", request_id = %job.request.id)
 }
 
-fn run_batch(ctx: &LaneContext, instance: &mut HandlerInstance, batch: Vec<Job>) {
+fn run_batch(
+    ctx: &LaneContext,
+    model: &Model,
+    instance: &mut Option<HandlerInstance>,
+    batch: Vec<Job>,
+    state: &LaneState,
+    queue: &Receiver<Job>,
+) {
     let batch_started = Instant::now();
     let mut pending = Vec::with_capacity(batch.len());
     for job in batch {
         let _span = request_span(&job).entered();
-        let queue = job.enqueued.elapsed();
-        tracing::debug!("queued for {} us", queue.as_micros());
+        let queued = job.enqueued.elapsed();
+        tracing::debug!("queued for {} us", queued.as_micros());
         let started = Instant::now();
-        let result = instance.preprocess(&job.request);
+        let Some(handler) = instance.as_mut() else {
+            reply(job, Err(no_instance(state)));
+            continue;
+        };
+        let result = handler.preprocess(&job.request);
         let times = LaneTimes {
-            queue,
+            queue: queued,
             handler: started.elapsed(),
             ..Default::default()
         };
         match result {
+            // No input at all is the handler's fault (a wrong number of them may be the
+            // client's, through a handler that passes what it was sent: see forward).
+            Ok(Ok(inputs)) if inputs.is_empty() => reply(
+                job,
+                Err(PredictError::Handler {
+                    status: 500,
+                    message: "the handler's preprocess returned no tensor for the model's forward"
+                        .into(),
+                }),
+            ),
             Ok(Ok(inputs)) => match inputs.iter().try_for_each(model::check_tensor) {
                 Ok(()) => pending.push(Pending { job, inputs, times }),
                 Err(e) => reply(
@@ -178,7 +494,7 @@ fn run_batch(ctx: &LaneContext, instance: &mut HandlerInstance, batch: Vec<Job>)
             Err(e) => {
                 tracing::warn!("the handler's preprocess failed: {e}");
                 reply(job, Err(PredictError::Crash(e.to_string())));
-                renew(ctx, instance);
+                renew(ctx, instance, state, queue);
             }
         }
     }
@@ -188,9 +504,13 @@ fn run_batch(ctx: &LaneContext, instance: &mut HandlerInstance, batch: Vec<Job>)
     );
     let mut done = Vec::new();
     let mut forward_total = Duration::ZERO;
-    for mut group in group_stackable(pending) {
+    for mut group in group_stackable(model, pending) {
         let started = Instant::now();
-        let outputs = forward(ctx, &mut group);
+        // Only the forward can run unbounded (handler calls are cut at their time
+        // limit): a lane is unresponsive while one has run past the response timeout.
+        state.set_busy(true);
+        let outputs = forward(model, &mut group);
+        state.set_busy(false);
         let forward_time = started.elapsed();
         forward_total += forward_time;
         for (mut p, out) in group.into_iter().zip(outputs) {
@@ -199,16 +519,19 @@ fn run_batch(ctx: &LaneContext, instance: &mut HandlerInstance, batch: Vec<Job>)
             let started = Instant::now();
             let result = match out {
                 Err(e) => Err(e),
-                Ok(outputs) => match instance.postprocess(&p.job.request, &outputs) {
-                    Ok(Ok(resp)) => Ok(resp),
-                    Ok(Err(e)) => Err(PredictError::Handler {
-                        status: e.status,
-                        message: e.message,
-                    }),
-                    Err(e) => {
-                        renew(ctx, instance);
-                        Err(PredictError::Crash(e.to_string()))
-                    }
+                Ok(outputs) => match instance.as_mut() {
+                    None => Err(no_instance(state)),
+                    Some(handler) => match handler.postprocess(&p.job.request, &outputs) {
+                        Ok(Ok(resp)) => Ok(resp),
+                        Ok(Err(e)) => Err(PredictError::Handler {
+                            status: e.status,
+                            message: e.message,
+                        }),
+                        Err(e) => {
+                            renew(ctx, instance, state, queue);
+                            Err(PredictError::Crash(e.to_string()))
+                        }
+                    },
                 },
             };
             p.times.handler += started.elapsed();
@@ -231,31 +554,65 @@ fn reply(job: Job, result: Result<Response, PredictError>) {
     let _ = job.reply.send(result);
 }
 
-/// Replaces a trapped instance. If even a fresh one cannot be made, the old one stays
-/// and the next call reports the problem.
-fn renew(ctx: &LaneContext, instance: &mut HandlerInstance) {
+/// Replaces a trapped instance: the old one is dropped first, so that its place in the
+/// pool is the new one's (the lane's slot guarantees room). If a fresh one cannot be
+/// made, the lane is without an instance, says so, and retries between batches.
+fn renew(
+    ctx: &LaneContext,
+    instance: &mut Option<HandlerInstance>,
+    state: &LaneState,
+    queue: &Receiver<Job>,
+) {
+    *instance = None;
     match ctx.handler.instantiate(&ctx.sandbox) {
-        Ok(fresh) => *instance = fresh,
-        Err(e) => tracing::error!("cannot replace a crashed handler instance: {e}"),
+        Ok(fresh) => *instance = Some(fresh),
+        Err(e) => {
+            tracing::error!("cannot replace a crashed handler instance: {e}");
+            state.lost_instance(e.to_string());
+            ctx.lane_gone(queue);
+        }
     }
+}
+
+fn no_instance(state: &LaneState) -> PredictError {
+    PredictError::Unavailable(format!(
+        "the worker has no working handler instance: {}",
+        lock(&state.last_error).clone().unwrap_or_default()
+    ))
 }
 
 type Signature = Vec<(u8, Vec<u64>)>;
 
 /// The part of a request's inputs that must agree for them to be stacked: per input,
-/// its dtype and its shape after dimension 0.
-fn signature(inputs: &[Tensor]) -> Signature {
+/// its dtype and its shape after dimension 0; for an input the forward takes as a number
+/// (`sr: int`), its value too (one value serves the whole batch).
+fn signature(model: &Model, inputs: &[Tensor]) -> Signature {
     inputs
         .iter()
-        .map(|t| (t.dtype as u8, t.shape.get(1..).unwrap_or(&[]).to_vec()))
+        .enumerate()
+        .map(|(i, t)| {
+            let mut key = t.shape.get(1..).unwrap_or(&[]).to_vec();
+            if is_scalar_arg(model, i) {
+                key.extend(t.data.iter().map(|&b| b as u64));
+            }
+            (t.dtype as u8, key)
+        })
         .collect()
 }
 
+/// Whether the forward takes input `i` as a number rather than a tensor.
+fn is_scalar_arg(model: &Model, i: usize) -> bool {
+    model
+        .schema()
+        .and_then(|s| s.args.get(i))
+        .is_some_and(|a| a.ty.is_scalar())
+}
+
 /// Splits requests into groups that can share one forward, keeping arrival order.
-fn group_stackable(pending: Vec<Pending>) -> Vec<Vec<Pending>> {
+fn group_stackable(model: &Model, pending: Vec<Pending>) -> Vec<Vec<Pending>> {
     let mut groups: Vec<(Signature, Vec<Pending>)> = Vec::new();
     for p in pending {
-        let sig = signature(&p.inputs);
+        let sig = signature(model, &p.inputs);
         let stackable = !p.inputs.is_empty() && p.inputs.iter().all(|t| !t.shape.is_empty());
         match groups.iter_mut().find(|(s, _)| stackable && *s == sig) {
             Some((_, g)) => g.push(p),
@@ -271,11 +628,16 @@ fn group_stackable(pending: Vec<Pending>) -> Vec<Vec<Pending>> {
 /// they came out of the sandbox, a batch's are stacked once into one buffer that is
 /// lent in turn. The only other copy is of the outputs, into the tensors handed to
 /// postprocess.
-fn forward(ctx: &LaneContext, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, PredictError>> {
+fn forward(model: &Model, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, PredictError>> {
     let len = group.len();
     let fail = |msg: String| {
         (0..len)
             .map(|_| Err(PredictError::Model(msg.clone())))
+            .collect()
+    };
+    let fail_input = |msg: String| {
+        (0..len)
+            .map(|_| Err(PredictError::Input(msg.clone())))
             .collect()
     };
     let n_inputs = group[0].inputs.len();
@@ -285,7 +647,11 @@ fn forward(ctx: &LaneContext, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, 
         Vec::new()
     } else {
         (0..n_inputs)
-            .map(|i| stack(group.iter().map(|p| &p.inputs[i])))
+            .map(|i| match is_scalar_arg(model, i) {
+                // The same number in every request of the group (see `signature`).
+                true => group[0].inputs[i].clone(),
+                false => stack(group.iter().map(|p| &p.inputs[i])),
+            })
             .collect()
     };
     let mut args = Vec::with_capacity(n_inputs);
@@ -304,7 +670,7 @@ fn forward(ctx: &LaneContext, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, 
         }
     }
     let started = Instant::now();
-    let outputs = ctx.model.forward(&args);
+    let outputs = model.forward(&args);
     tracing::debug!(
         requests = len,
         "forward of a batch of {len} request(s) took {} us",
@@ -312,6 +678,7 @@ fn forward(ctx: &LaneContext, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, 
     );
     let outputs = match outputs {
         Ok(o) => o,
+        Err(e @ model::ModelError::Arguments(_)) => return fail_input(e.to_string()),
         Err(e) if len > 1 => {
             return fail(format!(
                 "the model's forward failed on a batch of {len} requests: {e}; if the model \
@@ -328,7 +695,13 @@ fn forward(ctx: &LaneContext, group: &mut [Pending]) -> Vec<Result<Vec<Tensor>, 
         return vec![converted.map_err(|e| PredictError::Model(e.to_string()))];
     }
     // Split every output along dimension 0 by each request's share of the batch.
-    let sizes: Vec<i64> = group.iter().map(|p| p.inputs[0].shape[0] as i64).collect();
+    let lead = (0..n_inputs)
+        .find(|&i| !is_scalar_arg(model, i))
+        .unwrap_or(0);
+    let sizes: Vec<i64> = group
+        .iter()
+        .map(|p| p.inputs[lead].shape[0] as i64)
+        .collect();
     let total: i64 = sizes.iter().sum();
     let mut per_request: Vec<Vec<Tensor>> = (0..len).map(|_| Vec::new()).collect();
     for (name, out) in &outputs {

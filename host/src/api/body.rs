@@ -54,6 +54,17 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
+/// The most fields a url-encoded or multipart form may have (netty's
+/// `HttpPostRequestDecoder` default, which TorchServe's frontend uses): counted before
+/// anything is allocated for them.
+pub const MAX_FORM_FIELDS: usize = 128;
+
+fn too_many_fields() -> ApiError {
+    ApiError::bad_request(format!(
+        "the form has more than {MAX_FORM_FIELDS} fields; send the input as one field or as the raw body"
+    ))
+}
+
 /// Splits `body` into parts according to its content type.
 pub async fn parts(headers: &HeaderMap, body: Bytes) -> Result<Vec<Part>, ApiError> {
     let content_type = headers
@@ -71,19 +82,28 @@ pub async fn parts(headers: &HeaderMap, body: Bytes) -> Result<Vec<Part>, ApiErr
         Some("multipart/form-data") => {
             multipart(content_type.as_deref().unwrap_or_default(), body).await
         }
-        Some("application/x-www-form-urlencoded") => Ok(form_urlencoded::parse(&body)
-            .map(|(k, v)| Part {
-                name: k.into_owned(),
-                content_type: None,
-                data: v.into_owned().into_bytes(),
-            })
-            .collect()),
+        Some("application/x-www-form-urlencoded") => {
+            if body.split(|&b| b == b'&').nth(MAX_FORM_FIELDS).is_some() {
+                return Err(too_many_fields());
+            }
+            Ok(urlencoded(&body))
+        }
         _ => Ok(vec![Part {
             name: "body".into(),
             content_type,
             data: body.to_vec(),
         }]),
     }
+}
+
+fn urlencoded(body: &[u8]) -> Vec<Part> {
+    form_urlencoded::parse(body)
+        .map(|(k, v)| Part {
+            name: k.into_owned(),
+            content_type: None,
+            data: v.into_owned().into_bytes(),
+        })
+        .collect()
 }
 
 async fn multipart(content_type: &str, body: Bytes) -> Result<Vec<Part>, ApiError> {
@@ -102,6 +122,9 @@ async fn multipart(content_type: &str, body: Bytes) -> Result<Vec<Part>, ApiErro
                 )));
             }
         };
+        if parts.len() == MAX_FORM_FIELDS {
+            return Err(too_many_fields());
+        }
         let name = field.name().unwrap_or("body").to_string();
         let content_type = field.content_type().map(|m| m.to_string());
         let data = field

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use super::{ApiError, Body, body, json_response};
 use crate::registry::Registry;
 use crate::runtime;
-use crate::worker::{Job, PredictError};
+use crate::worker::{Job, PredictError, SubmitError};
 
 /// What the inference API needs.
 pub struct InferenceApi {
@@ -118,12 +118,26 @@ impl InferenceApi {
             enqueued: Instant::now(),
             reply: tx,
         };
-        if target.submit(job).is_err() {
-            return Err(ApiError::unavailable(format!(
-                "Model \"{}\" has no worker to serve inference request. Please use scale workers API to add workers. \
-                 If this is a sequence inference, please check if it is closed, or expired; or exceeds maxSequenceJobQueueSize",
-                target.name
-            )));
+        match target.submit(job) {
+            Ok(()) => {}
+            // Unregistered while the request arrived: as if it had not been there.
+            Err(SubmitError::Closed(_)) => {
+                return Err(crate::registry::LookupError::VersionNotFound {
+                    model: target.name.clone(),
+                    version: target.version.clone(),
+                }
+                .into());
+            }
+            Err(SubmitError::NoWorker(_)) => {
+                return Err(ApiError::unavailable(target.no_worker_message()));
+            }
+            Err(SubmitError::Full(_)) => {
+                return Err(ApiError::unavailable(format!(
+                    "{} Its job queue is full (jobQueueSize {}).",
+                    target.no_worker_message(),
+                    target.settings.job_queue_size
+                )));
+            }
         }
         // The lane bounds each handler call by the same timeout and answers first; the
         // grace second lets its message arrive.
@@ -168,6 +182,8 @@ fn prediction_error(e: PredictError) -> ApiError {
         }
         PredictError::Crash(_) => StatusCode::INTERNAL_SERVER_ERROR,
         PredictError::Model(_) => StatusCode::SERVICE_UNAVAILABLE,
+        PredictError::Input(_) => StatusCode::BAD_REQUEST,
+        PredictError::Unavailable(m) => return ApiError::unavailable(m),
     };
     ApiError::new(status, "InternalServerException", e.to_string())
 }

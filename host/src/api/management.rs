@@ -223,6 +223,7 @@ impl ManagementApi {
                 ApiError::new(StatusCode::CONFLICT, "ConflictStatusException", m)
             }
             RegisterError::Load(e) => ApiError::bad_request(e.to_string()),
+            RegisterError::Scale(e) => scale_error(e),
         })?;
         self.state.snapshot();
         if synchronous {
@@ -237,14 +238,14 @@ impl ManagementApi {
             ));
         }
         let (min, max) = version.workers_range();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = version.scale(min, max) {
-                tracing::error!(
-                    "starting workers of {} {}: {e}",
-                    version.name,
-                    version.version
-                );
-            }
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || match version.scale(min, max) {
+            Ok(()) => state.snapshot(),
+            Err(e) => tracing::error!(
+                "starting workers of {} {}: {e}",
+                version.name,
+                version.version
+            ),
         });
         Ok(status(StatusCode::ACCEPTED, "Processing worker updates..."))
     }
@@ -329,11 +330,17 @@ impl ManagementApi {
             ));
         }
         let synchronous = bool_param(params, "synchronous", false)?;
+        // What the server cannot run is refused now, before anything changes, even when
+        // the scaling itself runs after the answer: the slots are held for it.
+        target.reserve_workers(min).map_err(scale_error)?;
         let job = {
             let (target, state) = (target.clone(), self.state.clone());
             tokio::task::spawn_blocking(move || {
                 let result = target.scale(min, max);
-                state.snapshot();
+                // A snapshot records a state that was reached, never a refused one.
+                if result.is_ok() {
+                    state.snapshot();
+                }
                 result
             })
         };
@@ -347,7 +354,7 @@ impl ManagementApi {
         }
         job.await
             .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
+            .map_err(scale_error)?;
         let text = match version {
             Some(v) => format!("Workers scaled to {min} for model: {name}, version: {v}"),
             None => format!("Workers scaled to {min} for model: {name}"),
@@ -391,6 +398,15 @@ impl ManagementApi {
             StatusCode::OK,
             format!("Default version successfully updated for model \"{name}\" to \"{version}\""),
         ))
+    }
+}
+
+/// A scaling that does not fit is the client's to change (400, with the numbers); a
+/// worker that failed to start is the server's (500).
+fn scale_error(e: crate::registry::ScaleError) -> ApiError {
+    match e {
+        e @ crate::registry::ScaleError::Full { .. } => ApiError::bad_request(e.to_string()),
+        e => ApiError::internal(e.to_string()),
     }
 }
 
