@@ -566,15 +566,7 @@ fn a_restart_restores_the_served_set_from_the_snapshot() {
     assert!(snapshots >= 4, "one snapshot per change, got {snapshots}");
 
     // No --ts-config and no --models: the newest snapshot is the configuration.
-    let args: Vec<String> = [
-        "--model-store",
-        store.path().to_str().unwrap(),
-        "--log-dir",
-        store.path().join("logs").to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = store.restore_args();
     let restored = Server::spawn(&args, &[]);
     let after = call(Method::GET, restored.mgmt("/models/mnist/all")).1;
     let summary = |v: &serde_json::Value| -> Vec<serde_json::Value> {
@@ -641,15 +633,7 @@ fn server_wide_settings_survive_a_restart_from_the_snapshot() {
     assert_eq!(status, 200);
     assert!(server.stop().success());
 
-    let args: Vec<String> = [
-        "--model-store",
-        store.path().to_str().unwrap(),
-        "--log-dir",
-        store.path().join("logs").to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = store.restore_args();
     let restored = Server::spawn(&args, &[]);
     assert_eq!(
         call(Method::GET, restored.mgmt("/models")).1,

@@ -21,18 +21,9 @@ fn post(url: String) -> (u16, serde_json::Value) {
     call(reqwest::Method::POST, url)
 }
 
-/// `wasmserve start` over `store` restoring its snapshots (no --ts-config, no --models).
+/// `wasmserve start` over `store` restoring its snapshots.
 fn restart(store: &ModelStore, env: &[(&str, &str)]) -> Server {
-    let args: Vec<String> = [
-        "--model-store",
-        store.path().to_str().unwrap(),
-        "--log-dir",
-        store.path().join("logs").to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Server::spawn(&args, env)
+    Server::spawn(&store.restore_args(), env)
 }
 
 fn snapshot_files(store: &ModelStore) -> Vec<std::path::PathBuf> {
@@ -566,19 +557,24 @@ fn affine_store() -> ModelStore {
         vec![&xs[0] * 2.0 + 1.0]
     });
     store.archive("affine", &model, "base_handler", &[]);
-    let divide = scripted_model(
-        store.path(),
-        "divide.pt",
+    scripted_base(
+        &store,
+        "divide",
         "  def forward(self: __torch__.Model, x: Tensor) -> Tensor:\n    return torch.div(x, 0.0)",
     );
-    store.archive("divide", &divide, "base_handler", &[]);
-    let square = scripted_model(
-        store.path(),
-        "square.pt",
+    scripted_base(
+        &store,
+        "square",
         "  def forward(self: __torch__.Model, x: Tensor) -> Tensor:\n    return torch.mm(x, x)",
     );
-    store.archive("square", &square, "base_handler", &[]);
     store
+}
+
+/// A scripted model whose forward is `forward` behind `base_handler`, archived in
+/// `store` as `NAME.mar`.
+fn scripted_base(store: &ModelStore, name: &str, forward: &str) {
+    let model = scripted_model(store.path(), &format!("{name}.pt"), forward);
+    store.archive(name, &model, "base_handler", &[]);
 }
 
 fn post_json(server: &Server, model: &str, body: serde_json::Value) -> (u16, String) {
@@ -724,18 +720,16 @@ fn model_names_are_bounded() {
 #[test]
 fn a_forward_that_takes_numbers_is_served_and_one_that_takes_strings_is_refused() {
     let store = ModelStore::new();
-    let scale = scripted_model(
-        store.path(),
-        "scale.pt",
+    scripted_base(
+        &store,
+        "scale",
         "  def forward(self: __torch__.Model, x: Tensor, k: int, bias: float=0.5) -> Tensor:\n    return torch.add(torch.mul(x, k), bias)",
     );
-    store.archive("scale", &scale, "base_handler", &[]);
-    let names = scripted_model(
-        store.path(),
-        "names.pt",
+    scripted_base(
+        &store,
+        "names",
         "  def forward(self: __torch__.Model, x: Tensor, label: str) -> Tensor:\n    return x",
     );
-    store.archive("names", &names, "base_handler", &[]);
     let server = Server::start(
         store.path(),
         &["scale.mar", "names.mar"],
@@ -767,7 +761,6 @@ fn a_forward_that_takes_numbers_is_served_and_one_that_takes_strings_is_refused(
 /// A module that keeps the last input's sum in an attribute and answers with it after
 /// a while: shared by two workers, concurrent calls see each other's state.
 fn stateful_model(dir: &std::path::Path) -> std::path::PathBuf {
-    use std::io::Write as _;
     let code = [
         "class Model(Module):",
         "  __parameters__ = []",
@@ -783,27 +776,11 @@ fn stateful_model(dir: &std::path::Path) -> std::path::PathBuf {
         "",
     ]
     .join("\n");
-    let path = dir.join("stateful.pt");
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let opts =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     // The module object with its state {"training": False, "last": 0.0} (pickle 2).
     let mut pkl = b"\x80\x02c__torch__\nModel\nq\x00)\x81}(X\x08\x00\x00\x00trainingq\x01\x89X\x04\x00\x00\x00lastq\x02G".to_vec();
     pkl.extend_from_slice(&0f64.to_be_bytes());
     pkl.extend_from_slice(b"ubq\x03.");
-    let files: [(&str, &[u8]); 5] = [
-        ("model/data.pkl", &pkl),
-        ("model/constants.pkl", b"\x80\x02)."),
-        ("model/code/__torch__.py", code.as_bytes()),
-        ("model/version", b"3\n"),
-        ("model/byteorder", b"little"),
-    ];
-    for (file, bytes) in files {
-        zip.start_file(file, opts).unwrap();
-        zip.write_all(bytes).unwrap();
-    }
-    zip.finish().unwrap();
-    path
+    torchscript_file(dir, "stateful.pt", &code, &pkl)
 }
 
 /// Sends 200 requests from 8 threads, each a distinct value; how many came back with

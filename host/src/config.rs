@@ -162,8 +162,13 @@ impl ServerConfig {
             path: path.display().to_string(),
             source,
         })?;
+        ServerConfig::from_text(&text)
+    }
+
+    /// Reads `config.properties` text over the defaults.
+    pub fn from_text(text: &str) -> Result<ServerConfig, ConfigError> {
         let mut config = ServerConfig::default();
-        config.apply(&parse_properties(&text))?;
+        config.apply(&parse_properties(text))?;
         config.check_tls()?;
         Ok(config)
     }

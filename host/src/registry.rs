@@ -233,12 +233,7 @@ impl ModelVersion {
             .handler
             .slots()
             .reserve(need.saturating_sub(have))
-            .map_err(|source| ScaleError::Full {
-                model: self.name.clone(),
-                version: self.version.clone(),
-                min,
-                source,
-            })?;
+            .map_err(|source| self.full(min, source))?;
         if let Some(r) = held.take() {
             more.absorb(r);
         }
@@ -255,18 +250,22 @@ impl ModelVersion {
             .handler
             .slots()
             .reserve(n)
-            .map_err(|source| ScaleError::Full {
-                model: self.name.clone(),
-                version: self.version.clone(),
-                min,
-                source,
-            })?;
+            .map_err(|source| self.full(min, source))?;
         let mut held = lock(&self.reserved);
         match held.as_mut() {
             Some(h) => h.absorb(r),
             None => *held = Some(r),
         }
         Ok(())
+    }
+
+    fn full(&self, min: usize, source: SlotsFull) -> ScaleError {
+        ScaleError::Full {
+            model: self.name.clone(),
+            version: self.version.clone(),
+            min,
+            source,
+        }
     }
 
     fn start_lanes(

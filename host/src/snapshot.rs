@@ -2,7 +2,11 @@
 //! change to the served set the server writes its settings and every model version
 //! (archive, workers, batching, default) as a `config.properties` with a
 //! `model_snapshot` key; `wasmserve start` without `--ts-config` and `--models`
-//! restores the newest one. `--ncs` turns both off.
+//! restores the newest valid one. `--ncs` turns both off.
+//!
+//! Names carry a sequence number, which orders them (never the date in the name); a
+//! file is written whole or not at all (temporary file, sync, rename) and ends with an
+//! end line, so that one cut short is recognised and skipped.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -46,11 +50,6 @@ fn snapshots(dir: &Path) -> Vec<PathBuf> {
     found.into_iter().map(|(_, p)| p).collect()
 }
 
-/// The newest snapshot in `dir`, valid or not.
-pub fn latest(dir: &Path) -> Option<PathBuf> {
-    snapshots(dir).pop()
-}
-
 /// What restoring found: the newest valid snapshot and its settings, and every newer
 /// one that was skipped, with the reason.
 #[derive(Debug, Default)]
@@ -59,9 +58,10 @@ pub struct Restorable {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// The newest snapshot in `dir` that reads whole: a regular file, its settings valid,
-/// its `model_snapshot` complete (JSON that parses, as many versions as its
-/// `modelCount`). Newer ones that do not are skipped, each with its reason.
+/// The newest snapshot in `dir` that reads whole: a regular file, ending with its end
+/// line when this server wrote it, its settings valid, its `model_snapshot` complete
+/// (JSON that parses, as many versions as its `modelCount`). Newer ones that do not
+/// are skipped, each with its reason.
 pub fn restorable(dir: &Path) -> Restorable {
     let mut found = Restorable::default();
     for path in snapshots(dir).into_iter().rev() {
@@ -87,7 +87,7 @@ fn check(path: &Path) -> Result<ServerConfig, String> {
     if text.starts_with(HEADER) && !text.ends_with(END) {
         return Err("it does not end with its end line: it was cut short".into());
     }
-    let config = ServerConfig::from_file(path).map_err(|e| e.to_string())?;
+    let config = ServerConfig::from_text(&text).map_err(|e| e.to_string())?;
     let models = config
         .model_snapshot
         .as_deref()
@@ -248,6 +248,11 @@ pub fn parse_models(value: &str) -> Result<Vec<SnapshotModel>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The newest snapshot in `dir`, valid or not.
+    fn latest(dir: &Path) -> Option<PathBuf> {
+        snapshots(dir).pop()
+    }
 
     #[test]
     fn changes_in_the_same_millisecond_each_get_a_snapshot_and_the_last_is_newest() {

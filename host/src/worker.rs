@@ -4,22 +4,23 @@
 //! executor): take the first waiting job, gather up to `batch_size - 1` more within
 //! `max_batch_delay` (TorchServe's batching), preprocess each in the sandbox, stack the
 //! inputs of requests whose tensors agree in dtype and trailing shape on dimension 0,
-//! run one forward on the shared model, split the outputs back along dimension 0 and
+//! run one forward on the model (shared by the lanes, or the lane's own with
+//! `modulePerWorker`), split the outputs back along dimension 0 and
 //! postprocess each request's slice. A failure of one request's preprocess or
 //! postprocess fails that request alone; a trap replaces the lane's instance.
 //!
-//! The lanes of a version report on a shared [`LaneBoard`]: which have a working
+//! The lanes of a version report on a shared [`LaneBoard`] (`worker/board.rs`): which have a working
 //! instance, which are busy and since when. A request is queued only while some lane
 //! can take it (else it is answered 503 at once), and the last lane to lose its
 //! instance or to stop answers what is still queued: nothing waits for a lane that
 //! will never come. A lane that cannot get a fresh instance is not READY and keeps
 //! trying; a lane whose forward never returns is abandoned when it is stopped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::oneshot;
 
 use crate::metrics::LaneTimes;
@@ -28,6 +29,10 @@ use crate::runtime::{
     HandlerComponent, HandlerInstance, Request, Response, RuntimeError, Sandbox, Tensor,
 };
 use crate::slots::Slot;
+
+mod board;
+use board::{ABANDONED, lock};
+pub use board::{LaneBoard, LaneHealth, LaneState, SubmitError, abandoned_lanes};
 
 /// Why a request failed after it reached a lane.
 #[derive(Debug, thiserror::Error)]
@@ -77,184 +82,6 @@ pub struct LaneContext {
     pub gather: std::sync::Mutex<()>,
     /// What the lanes say about themselves.
     pub board: LaneBoard,
-}
-
-/// Why a job was not queued; the job comes back.
-pub enum SubmitError {
-    /// The version was taken out of service (unregistered).
-    Closed(Job),
-    /// No lane can take it: no worker, or none with a working instance.
-    NoWorker(Job),
-    /// The queue is full (`job_queue_size`).
-    Full(Job),
-}
-
-/// What the lanes of one version share: each lane's state, and the gate of the queue.
-#[derive(Default)]
-pub struct LaneBoard {
-    lanes: Mutex<Vec<Arc<LaneState>>>,
-    /// `true` once the version is out of service. Held while a job is queued and while
-    /// the queue is emptied, so that no job can be queued after the last lane able to
-    /// take it has gone.
-    closed: Mutex<bool>,
-}
-
-/// One lane's state, as the lane itself reports it.
-pub struct LaneState {
-    pub id: usize,
-    /// When the lane started (TorchServe's worker `startTime`).
-    pub started: chrono::DateTime<chrono::Utc>,
-    stop: AtomicBool,
-    /// Whether the lane has a working handler instance.
-    has_instance: AtomicBool,
-    /// When the current forward started, while one runs.
-    busy_since: Mutex<Option<Instant>>,
-    /// Why the lane has no instance, when it has none.
-    last_error: Mutex<Option<String>>,
-    exited: Mutex<bool>,
-    exited_cv: Condvar,
-    /// Given up on by a stop that could not wait any longer.
-    abandoned: AtomicBool,
-}
-
-/// Lanes given up on whose threads are still running (inside a forward).
-static ABANDONED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// How many abandoned lanes are still running.
-pub fn abandoned_lanes() -> usize {
-    ABANDONED.load(Ordering::Acquire)
-}
-
-/// A lane's health as `describe` shows it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LaneHealth {
-    /// Has a working instance and is idle or within its time.
-    Ready,
-    /// Has no working handler instance (it keeps trying to make one): the reason.
-    Error(String),
-    /// Its current forward has run past the response timeout (a forward that does not
-    /// return): it takes no more work and is abandoned when stopped.
-    Unresponsive(Duration),
-}
-
-impl LaneState {
-    fn new(id: usize) -> LaneState {
-        LaneState {
-            id,
-            started: chrono::Utc::now(),
-            stop: AtomicBool::new(false),
-            has_instance: AtomicBool::new(true),
-            busy_since: Mutex::new(None),
-            last_error: Mutex::new(None),
-            exited: Mutex::new(false),
-            exited_cv: Condvar::new(),
-            abandoned: AtomicBool::new(false),
-        }
-    }
-
-    /// Its health, given the version's response timeout.
-    pub fn health(&self, timeout: Duration) -> LaneHealth {
-        if !self.has_instance.load(Ordering::Acquire) {
-            let why = lock(&self.last_error).clone().unwrap_or_default();
-            return LaneHealth::Error(why);
-        }
-        match *lock(&self.busy_since) {
-            Some(t) if t.elapsed() > timeout => LaneHealth::Unresponsive(t.elapsed()),
-            _ => LaneHealth::Ready,
-        }
-    }
-
-    fn set_busy(&self, busy: bool) {
-        *lock(&self.busy_since) = busy.then(Instant::now);
-    }
-
-    fn lost_instance(&self, why: String) {
-        *lock(&self.last_error) = Some(why);
-        self.has_instance.store(false, Ordering::Release);
-    }
-
-    fn got_instance(&self) {
-        *lock(&self.last_error) = None;
-        self.has_instance.store(true, Ordering::Release);
-    }
-
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl LaneContext {
-    /// How many lanes could take a request now: running, with a working instance, not
-    /// past the response timeout.
-    pub fn ready_lanes(&self) -> usize {
-        let timeout = self.sandbox.call_timeout;
-        lock(&self.board.lanes)
-            .iter()
-            .filter(|l| !l.stopping() && l.health(timeout) == LaneHealth::Ready)
-            .count()
-    }
-
-    /// Each lane's id, start and health.
-    pub fn lane_health(&self) -> Vec<(usize, chrono::DateTime<chrono::Utc>, LaneHealth)> {
-        let timeout = self.sandbox.call_timeout;
-        lock(&self.board.lanes)
-            .iter()
-            .map(|l| (l.id, l.started, l.health(timeout)))
-            .collect()
-    }
-
-    /// Queues `job` if a lane can take it.
-    pub fn submit(&self, queue: &Sender<Job>, job: Job) -> Result<(), SubmitError> {
-        let closed = lock(&self.board.closed);
-        if *closed {
-            return Err(SubmitError::Closed(job));
-        }
-        if self.ready_lanes() == 0 {
-            return Err(SubmitError::NoWorker(job));
-        }
-        queue.try_send(job).map_err(|e| match e {
-            TrySendError::Full(j) => SubmitError::Full(j),
-            TrySendError::Disconnected(j) => SubmitError::Closed(j),
-        })
-    }
-
-    /// Takes the version out of service: no job is queued from now on.
-    pub fn close(&self) {
-        *lock(&self.board.closed) = true;
-    }
-
-    /// Answers every queued job with `why` (503), under the gate.
-    pub fn fail_queued(&self, queue: &Receiver<Job>, why: &str) {
-        let _gate = lock(&self.board.closed);
-        let mut n = 0;
-        while let Ok(job) = queue.try_recv() {
-            reply(job, Err(PredictError::Unavailable(why.to_string())));
-            n += 1;
-        }
-        if n > 0 {
-            tracing::warn!("answered {n} queued request(s) at once: {why}");
-        }
-    }
-
-    /// After a lane lost its instance or stopped: when no lane can take work any more,
-    /// what is queued is answered now instead of waiting for its timeout.
-    fn lane_gone(&self, queue: &Receiver<Job>) {
-        if self.ready_lanes() == 0 {
-            self.fail_queued(queue, &self.no_worker_message());
-        }
-    }
-
-    /// TorchServe's 503 message for a model without a worker to serve it.
-    pub fn no_worker_message(&self) -> String {
-        format!(
-            "Model \"{}\" has no worker to serve inference request. Please use scale workers API to add workers.",
-            self.sandbox.context.model_name
-        )
-    }
 }
 
 /// A running lane; dropping it does not stop it, [`Lane::stop`] or [`stop_all`] does.

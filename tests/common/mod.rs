@@ -113,6 +113,17 @@ impl ModelStore {
         self.path().join(format!("{name}.mar"))
     }
 
+    /// `wasmserve start` arguments that restore this store's newest snapshot: the store
+    /// and its `logs` folder, no `--ts-config`, no `--models`.
+    pub fn restore_args(&self) -> Vec<String> {
+        vec![
+            "--model-store".into(),
+            self.path().display().to_string(),
+            "--log-dir".into(),
+            self.path().join("logs").display().to_string(),
+        ]
+    }
+
     /// The ImageNet classifier archive most tests use.
     pub fn mobilenet(&self) -> PathBuf {
         self.mobilenet_with_config(None)
@@ -368,20 +379,28 @@ pub fn traced_model(
 /// by four spaces, `self` first) as `dir/name`: the archive layout `torch.jit.save`
 /// writes, for models that tracing cannot express (dict, list or tuple outputs).
 pub fn scripted_model(dir: &Path, name: &str, forward: &str) -> PathBuf {
-    use std::io::Write as _;
     let code =
         format!("class Model(Module):\n  __parameters__ = []\n  __buffers__ = []\n{forward}\n");
+    // A module object of class __torch__.Model with no state (pickle protocol 2).
+    torchscript_file(
+        dir,
+        name,
+        &code,
+        b"\x80\x02c__torch__\nModel\nq\x00)\x81}(ubq\x01.",
+    )
+}
+
+/// Saves `dir/name` in `torch.jit.save`'s layout: `code` as the source of
+/// `__torch__` (its class `Model`), `data_pkl` as the pickled module object, no
+/// constants.
+pub fn torchscript_file(dir: &Path, name: &str, code: &str, data_pkl: &[u8]) -> PathBuf {
+    use std::io::Write as _;
     let path = dir.join(name);
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
     let opts =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    // A module object of class __torch__.Model with no state, and no constants (pickle
-    // protocol 2).
     let files: [(&str, &[u8]); 5] = [
-        (
-            "model/data.pkl",
-            b"\x80\x02c__torch__\nModel\nq\x00)\x81}(ubq\x01.",
-        ),
+        ("model/data.pkl", data_pkl),
         ("model/constants.pkl", b"\x80\x02)."),
         ("model/code/__torch__.py", code.as_bytes()),
         ("model/version", b"3\n"),
