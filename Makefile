@@ -5,7 +5,7 @@ ASSETS ?= ../shared/assets
 export WASMSERVE_ASSETS := $(abspath $(ASSETS))
 CARGO ?= cargo
 
-.PHONY: all deps build demo test lint fmt clean bench soak
+.PHONY: all deps build demo test lint fmt clean bench bench-v2 soak
 
 all: build
 
@@ -33,6 +33,11 @@ test: build
 bench: build
 	$(CARGO) bench --bench suite
 	$(CARGO) bench --bench handler_criterion
+
+# The KServe v2 tensor path against the forward alone, and binary against JSON tensors
+# (bench/v2.rs; about a minute).
+bench-v2: build
+	$(CARGO) bench --bench v2
 
 # Endurance: 20,000 kitten predictions at concurrency 64 with handler faults mixed in,
 # RSS checked (tests/soak.rs; WASMSERVE_SOAK_REQUESTS, _CONCURRENCY, _WARMUP to change).

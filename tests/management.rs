@@ -90,9 +90,13 @@ fn the_whole_lifecycle_with_two_versions() {
             .send()
             .unwrap(),
     );
+    // TorchServe answers an asynchronous registration 200 (its Postman data).
     assert_eq!(
         (status, &body),
-        (202, &json!({"status": "Processing worker updates..."}))
+        (
+            200,
+            &json!({"status": "Model \"mnist\" Version: 2.0 registered; its 1 initial workers are starting"})
+        )
     );
     let (status, body) = call(Method::POST, server.mgmt("/models?url=mnist_v1.mar"));
     assert_eq!(status, 409, "{body}");

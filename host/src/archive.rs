@@ -56,7 +56,7 @@ pub enum ArchiveError {
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
     #[error(
-        "{0} is not a model archive: it is neither a zip file nor a directory with {MANIFEST_PATH}"
+        "{0} is not a model archive: it is neither a zip file, a .tar.gz nor a directory with {MANIFEST_PATH}"
     )]
     NotAnArchive(String),
     #[error("the archive is damaged: {0}")]
@@ -80,6 +80,8 @@ pub enum ArchiveError {
     #[error("{0}")]
     Invalid(String),
 }
+
+mod tgz;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
     move |source| ArchiveError::Io {
@@ -141,8 +143,13 @@ impl OpenedArchive {
                 .prefix("model-")
                 .tempdir_in(work_dir)
                 .map_err(io_err(work_dir))?;
-            extract_zip(path, tmp.path(), limits)?;
-            (tmp.path().to_path_buf(), Some(tmp))
+            let root = if tgz::is_gzip(path) {
+                tgz::extract(path, tmp.path(), limits)?
+            } else {
+                extract_zip(path, tmp.path(), limits)?;
+                tmp.path().to_path_buf()
+            };
+            (root, Some(tmp))
         };
         let manifest_path = dir.join(MANIFEST_PATH);
         let manifest_text = match crate::fsutil::read_to_string(&manifest_path) {
@@ -321,6 +328,8 @@ pub enum ArchiveFormat {
     ZipStore,
     /// A directory `NAME/` with the files and `MAR-INF/` unpacked.
     NoArchive,
+    /// A gzip-compressed tar, `NAME.tar.gz`, the files under a folder `NAME/`.
+    Tgz,
 }
 
 /// What goes into an archive.
@@ -342,6 +351,7 @@ pub fn write_archive(
     let name = &spec.manifest.model.model_name;
     let out = match format {
         ArchiveFormat::NoArchive => export_dir.join(name),
+        ArchiveFormat::Tgz => export_dir.join(format!("{name}.tar.gz")),
         _ => export_dir.join(format!("{name}.mar")),
     };
     if out.exists() && !force {
@@ -362,6 +372,7 @@ pub fn write_archive(
     let manifest = serde_json::to_vec_pretty(&spec.manifest)
         .map_err(|e| ArchiveError::Invalid(e.to_string()))?;
     match format {
+        ArchiveFormat::Tgz => tgz::write(&out, name, &manifest, &spec.files)?,
         ArchiveFormat::NoArchive => {
             if out.exists() {
                 std::fs::remove_dir_all(&out).map_err(io_err(&out))?;

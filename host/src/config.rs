@@ -96,6 +96,11 @@ pub struct ServerConfig {
     /// `model_snapshot`: the models of a config snapshot, restored at startup instead of
     /// `load_models` (see `snapshot`).
     pub model_snapshot: Option<String>,
+    /// `models`: per-model settings, TorchServe's
+    /// `{"name": {"version": {"minWorkers": 1, "batchSize": 4, …}}}`, applied to that
+    /// version whenever it is loaded (over its `model-config.yaml`, under a
+    /// registration's parameters).
+    pub models: Option<PerModel>,
     /// `intra_op_threads`: libtorch threads per forward. Default: cores / workers, at
     /// least 1, so that workers do not fight over the cores.
     pub intra_op_threads: Option<usize>,
@@ -142,6 +147,7 @@ impl Default for ServerConfig {
             intra_op_threads: None,
             max_handler_instances: crate::runtime::DEFAULT_MAX_INSTANCES,
             model_snapshot: None,
+            models: None,
             allowed_urls: vec![regex::Regex::new("^(?:file://.*)$").unwrap()],
             max_download_size: 2 << 30,
         }
@@ -182,8 +188,20 @@ impl ServerConfig {
                 .find(|k| k.name == key || k.aliases.contains(&key.as_str()))
             {
                 Some(entry) => (entry.read)(self, key, value)?,
+                None if TORCHSERVE_ONLY.contains(&key.as_str()) => {
+                    tracing::info!(
+                        "TorchServe's config key `{key}` does not apply to wasmserve; ignoring it"
+                    )
+                }
                 None => {
-                    tracing::info!("config key `{key}` does not apply to wasmserve; ignoring it")
+                    let hint = closest_key(key)
+                        .map(|k| format!(" (did you mean `{k}`?)"))
+                        .unwrap_or_default();
+                    let text = format!(
+                        "unknown config key `{key}`{hint}: neither a wasmserve nor a TorchServe key; ignoring it"
+                    );
+                    tracing::warn!("{text}");
+                    eprintln!("wasmserve: warning: {text}");
                 }
             }
         }
@@ -234,6 +252,139 @@ impl ServerConfig {
 /// One `config.properties` key: how it is read, and how a snapshot writes it back.
 /// Reading and writing live in one entry so that no key can be read but lost on the
 /// next restart from a snapshot (the table's test writes and re-reads every key).
+/// TorchServe's keys that have no meaning here (its Java frontend, Python workers and
+/// features wasmserve does otherwise): read, logged, ignored. Any other unknown key is
+/// warned about as a likely typo.
+pub const TORCHSERVE_ONLY: &[&str] = &[
+    "number_of_netty_threads",
+    "netty_client_threads",
+    "default_service_handler",
+    "service_envelope",
+    "async_logging",
+    "cors_allowed_origin",
+    "cors_allowed_methods",
+    "cors_allowed_headers",
+    "decode_input_request",
+    "keystore",
+    "keystore_pass",
+    "keystore_type",
+    "number_of_gpu",
+    "blacklist_env_vars",
+    "metrics_format",
+    "metrics_mode",
+    "metrics_config",
+    "enable_envvars_config",
+    "install_py_dep_per_model",
+    "workflow_store",
+    "vmargs",
+    "prefer_direct_buffer",
+    "grpc_inference_port",
+    "grpc_management_port",
+    "grpc_inference_address",
+    "grpc_management_address",
+    "enable_grpc_ssl",
+    "grpc_inference_max_connection_age_ms",
+    "grpc_management_max_connection_age_ms",
+    "grpc_inference_max_connection_age_grace_ms",
+    "grpc_management_max_connection_age_grace_ms",
+    "initial_worker_port",
+    "initial_distribution_port",
+    "model_server_home",
+    "plugins_path",
+    "limit_max_image_pixels",
+    "system_metrics_cmd",
+    "disable_system_metrics",
+    "use_native_io",
+    "io_ratio",
+    "cpu_launcher_enable",
+    "cpu_launcher_args",
+    "ipex_enable",
+    "ipex_gpu_enable",
+    "use_env_allowed_urls",
+    "enable_model_api_auth",
+    "workflow_api_enable",
+    "unregister_model_timeout",
+    "model_load_timeout",
+    "maximum_workers",
+];
+
+/// The known key nearest to `key` in edit distance, when it is near (a typo).
+fn closest_key(key: &str) -> Option<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    KEYS.iter()
+        .map(|k| k.name)
+        .chain(TORCHSERVE_ONLY.iter().copied())
+        .map(|k| (distance(key, k), k))
+        .filter(|(d, k)| *d <= 3.max(k.len() / 5))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// `models`: per-model, per-version settings in `model-config.yaml`'s keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PerModel {
+    /// The value as written (what a snapshot writes back).
+    pub text: String,
+    entries: BTreeMap<(String, String), serde_json::Map<String, serde_json::Value>>,
+}
+
+impl PerModel {
+    fn parse(text: &str) -> Result<PerModel, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let models = value
+            .as_object()
+            .ok_or(r#"must be {"model": {"version": {"minWorkers": 1, …}}}"#)?;
+        let mut entries = BTreeMap::new();
+        for (name, versions) in models {
+            let versions = versions
+                .as_object()
+                .ok_or_else(|| format!("{name}: must map versions to settings"))?;
+            for (version, settings) in versions {
+                let mut settings = settings
+                    .as_object()
+                    .ok_or_else(|| format!("{name} {version}: the settings must be an object"))?
+                    .clone();
+                // What a snapshot records beside the settings.
+                settings.remove("defaultVersion");
+                settings.remove("marName");
+                // Checked now, so that a bad value fails the start, not a load.
+                let mut probe = ModelSettings::defaults(&ServerConfig::default());
+                probe
+                    .apply_json(&settings, &format!("models {name} {version}"))
+                    .map_err(|e| e.to_string())?;
+                entries.insert((name.clone(), version.clone()), settings);
+            }
+        }
+        Ok(PerModel {
+            text: text.to_string(),
+            entries,
+        })
+    }
+
+    /// The settings given for `name` `version`.
+    pub fn get(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.entries.get(&(name.to_string(), version.to_string()))
+    }
+}
+
 pub struct Key {
     /// TorchServe's name of the key.
     pub name: &'static str,
@@ -403,6 +554,16 @@ pub const KEYS: &[Key] = &[
         },
         write: |c| c.model_snapshot.clone(),
         example: r#"{"name":"x","modelCount":0,"models":{}}"#,
+    },
+    Key {
+        name: "models",
+        aliases: &[],
+        read: |c, k, v| {
+            c.models = Some(PerModel::parse(v).map_err(|e| bad(k, e))?);
+            Ok(())
+        },
+        write: |c| c.models.as_ref().map(|m| m.text.clone()),
+        example: r#"{"m":{"1.0":{"batchSize":4}}}"#,
     },
     Key {
         name: "default_workers_per_model",
@@ -667,6 +828,10 @@ pub struct ModelSettings {
     /// TorchScript module instead of sharing one, for modules that keep state in their
     /// attributes between calls (streaming models, voice-activity detectors).
     pub module_per_worker: bool,
+    /// `input` / `output`: the tensors the model declares (Triton's keys; see
+    /// `core::signature`), `None` where not declared.
+    pub inputs: Option<Vec<crate::core::signature::TensorSpec>>,
+    pub outputs: Option<Vec<crate::core::signature::TensorSpec>>,
     /// The yaml keys the server does not use, passed to the handler as JSON.
     pub handler_config: serde_json::Map<String, serde_json::Value>,
 }
@@ -683,8 +848,21 @@ impl ModelSettings {
             job_queue_size: server.job_queue_size,
             handler_memory_limit: server.handler_memory_limit,
             module_per_worker: false,
+            inputs: None,
+            outputs: None,
             handler_config: serde_json::Map::new(),
         }
+    }
+
+    /// Applies settings given as JSON in `model-config.yaml`'s keys (`config.properties`'
+    /// `models`). `what` names them in error messages.
+    pub fn apply_json(
+        &mut self,
+        settings: &serde_json::Map<String, serde_json::Value>,
+        what: &str,
+    ) -> Result<(), ConfigError> {
+        let yaml = serde_yaml::to_string(settings).map_err(|e| bad(what, e.to_string()))?;
+        self.apply_yaml(&yaml, what)
     }
 
     /// Applies a `model-config.yaml`. `file` names the file in error messages.
@@ -740,6 +918,18 @@ impl ModelSettings {
                     self.module_per_worker = v
                         .as_bool()
                         .ok_or_else(|| bad(&key, format!("in {file}: must be true or false")))?
+                }
+                // Triton's tensor lists; another value (a handler's own `output:
+                // probabilities`) is the handler's.
+                "input" | "output" if v.is_sequence() => {
+                    let json = serde_json::to_value(&v)
+                        .map_err(|e| bad(&key, format!("in {file}: {e}")))?;
+                    let specs = crate::core::signature::parse_specs(&key, &json)
+                        .map_err(|e| bad(&key, format!("in {file}: {e}")))?;
+                    match key.as_str() {
+                        "input" => self.inputs = Some(specs),
+                        _ => self.outputs = Some(specs),
+                    }
                 }
                 "startupTimeout" | "deviceType" | "deviceIds" | "parallelType"
                 | "parallelLevel" => {}

@@ -85,6 +85,15 @@ pub fn start_background(args: &StartArgs) -> anyhow::Result<()> {
             bail!("the server exited ({status}) before it was ready:\n{tail}");
         }
         if running_pid() == Some(child.id() as i32) {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            for line in text
+                .get(log_start as usize..)
+                .unwrap_or("")
+                .lines()
+                .filter(|l| l.starts_with(crate::server::STARTUP_WARNING))
+            {
+                eprintln!("{line}");
+            }
             println!(
                 "wasmserve started (pid {}); log: {}",
                 child.id(),

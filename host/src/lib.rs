@@ -16,7 +16,11 @@
 //! - [`worker`]: worker lanes, batching, preprocess → forward → postprocess;
 //! - [`registry`]: the served models and their versions;
 //! - [`download`]: registering from `http(s)://` URLs within `allowed_urls`;
-//! - [`api`]: the HTTP APIs;
+//! - [`core`]: the protocol-neutral service every API goes through (predict, the
+//!   lifecycle, status, one error type);
+//! - [`frontend`]: the protocols over it: TorchServe's REST APIs, KServe v2 and v1,
+//!   metrics;
+//! - [`http`]: what every HTTP API shares (listeners, authorization, bodies, access log);
 //! - [`config`]: `config.properties` and `model-config.yaml`;
 //! - [`server`], [`daemon`]: running in the foreground, starting and stopping in the
 //!   background;
@@ -24,14 +28,16 @@
 //! - [`fsutil`]: reading user-named files (regular files only, never blocking);
 //! - [`scaffold`]: `wasmserve handler new`.
 
-pub mod api;
 pub mod archive;
 pub mod builtin;
 pub mod config;
+pub mod core;
 pub mod daemon;
 pub mod download;
+pub mod frontend;
 pub mod fsutil;
 pub mod guest_io;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;

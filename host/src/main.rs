@@ -70,7 +70,7 @@ struct ArchiveArgs {
     /// Where to write the archive (default: the current folder).
     #[arg(long, default_value = ".")]
     export_path: PathBuf,
-    /// default: a compressed .mar; zip-store: an uncompressed .mar; no-archive: a folder.
+    /// default: a compressed .mar; zip-store: an uncompressed .mar; no-archive: a folder; tgz: NAME.tar.gz.
     #[arg(long, value_enum, default_value = "default")]
     archive_format: archive::ArchiveFormat,
     /// Overwrite an existing archive.

@@ -16,10 +16,12 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::archive::OpenedArchive;
 use crate::builtin;
 use crate::config::{ModelSettings, ServerConfig};
+use crate::core::signature::Signature;
+use crate::core::status::{ModelStatus, WorkerStatus};
 use crate::model::Model;
 use crate::runtime::{Context, HandlerRuntime, Sandbox};
 use crate::slots::{Reservation, SlotsFull};
-use crate::worker::{Job, Lane, LaneContext, LaneHealth, SubmitError};
+use crate::worker::{Job, Lane, LaneContext, SubmitError};
 
 /// What to load, and the management API's overrides of the archive's settings.
 #[derive(Clone, Debug, Default)]
@@ -33,6 +35,8 @@ pub struct LoadRequest {
     pub overrides: crate::config::ModelOverrides,
     /// Loaded by `--models` / `load_models`.
     pub at_startup: bool,
+    /// A built-in handler to use instead of the archive's (`handler=` on registration).
+    pub handler: Option<String>,
 }
 
 /// Why a model could not be loaded; the message names the archive and the step.
@@ -55,6 +59,8 @@ pub struct ModelVersion {
     pub loaded_at_startup: bool,
     /// Settings fixed at load time (batching, timeouts, queue size).
     pub settings: ModelSettings,
+    /// The inputs and outputs its metadata shows.
+    pub signature: Signature,
     /// `(minWorkers, maxWorkers)`, changed by the scale API.
     workers_range: Mutex<(usize, usize)>,
     queue: Sender<Job>,
@@ -120,12 +126,30 @@ impl ModelVersion {
                 .apply_yaml(&text, cfg)
                 .map_err(|e| err(e.to_string()))?;
         }
+        if let Some(per_model) = server
+            .models
+            .as_ref()
+            .and_then(|per| per.get(&model_name, &m.model_version))
+        {
+            settings
+                .apply_json(per_model, "config.properties `models`")
+                .map_err(|e| err(e.to_string()))?;
+        }
         request.overrides.apply(&mut settings).map_err(err)?;
 
-        let handler_name = m
-            .handler
-            .as_deref()
-            .ok_or_else(|| err("the manifest names no handler".into()))?;
+        let handler_name = match &request.handler {
+            Some(h) if builtin::component(h).is_none() => {
+                return Err(err(format!(
+                    "handler {h:?} is not a built-in handler ({})",
+                    builtin::names().join(", ")
+                )));
+            }
+            Some(h) => h.as_str(),
+            None => m
+                .handler
+                .as_deref()
+                .ok_or_else(|| err("the manifest names no handler".into()))?,
+        };
         let wasm: std::borrow::Cow<[u8]> = if handler_name.ends_with(".wasm") {
             std::fs::read(archive.dir.join(handler_name))
                 .map_err(|e| err(format!("{handler_name}: {e}")))?
@@ -179,7 +203,13 @@ impl ModelVersion {
             board: Default::default(),
         });
         let (queue, queue_rx) = crossbeam_channel::bounded(settings.job_queue_size);
+        let signature = Signature::new(
+            settings.inputs.clone(),
+            settings.outputs.clone(),
+            lane_ctx.model.schema(),
+        );
         let version = ModelVersion {
+            signature,
             name: model_name,
             version: m.model_version.clone(),
             url: url.to_string(),
@@ -364,61 +394,35 @@ impl ModelVersion {
         self.publish_workers(0);
     }
 
-    /// The description TorchServe's `GET /models/{name}` gives for one version. A
-    /// worker's `status` is `READY`, `ERROR` (no working handler instance; `error`
-    /// says why) or `UNRESPONSIVE` (its forward has run past `responseTimeout`).
-    pub fn describe(&self) -> serde_json::Value {
-        let (min, max) = self.workers_range();
-        let pid = std::process::id();
-        let workers: Vec<serde_json::Value> = self
+    /// Where the version stands: its settings, each worker's health, its queue.
+    pub fn status(&self) -> ModelStatus {
+        let (min_workers, max_workers) = self.workers_range();
+        let workers: Vec<WorkerStatus> = self
             .lane_ctx
             .lane_health()
             .into_iter()
-            .map(|(id, started, health)| {
-                let mut w = serde_json::json!({
-                    "id": (9000 + id).to_string(),
-                    "startTime": started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    "status": "READY",
-                    "memoryUsage": 0,
-                    "pid": pid,
-                    "gpu": false,
-                    "gpuUsage": "N/A",
-                });
-                match health {
-                    LaneHealth::Ready => {}
-                    LaneHealth::Error(why) => {
-                        w["status"] = "ERROR".into();
-                        w["error"] = why.into();
-                    }
-                    LaneHealth::Unresponsive(busy) => {
-                        w["status"] = "UNRESPONSIVE".into();
-                        w["error"] = format!(
-                            "its forward has run {} s, past responseTimeout",
-                            busy.as_secs()
-                        )
-                        .into();
-                    }
-                }
-                w
+            .map(|(id, started, health)| WorkerStatus {
+                id,
+                started,
+                health,
             })
             .collect();
-        serde_json::json!({
-            "modelName": self.name,
-            "modelVersion": self.version,
-            "modelUrl": self.url,
-            "runtime": self.runtime,
-            "minWorkers": min,
-            "maxWorkers": max,
-            "batchSize": self.settings.batch_size,
-            "maxBatchDelay": self.settings.max_batch_delay.as_millis() as u64,
-            "responseTimeout": self.settings.response_timeout.as_secs(),
-            "loadedAtStartup": self.loaded_at_startup,
-            "workers": workers,
-            "jobQueueStatus": {
-                "remainingCapacity": self.settings.job_queue_size - self.queue.len().min(self.settings.job_queue_size),
-                "pendingRequests": self.queue.len(),
-            },
-        })
+        let pending = self.queue.len().min(self.settings.job_queue_size);
+        ModelStatus {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            url: self.url.clone(),
+            runtime: self.runtime.clone(),
+            min_workers,
+            max_workers,
+            batch_size: self.settings.batch_size,
+            max_batch_delay: self.settings.max_batch_delay,
+            response_timeout: self.settings.response_timeout,
+            loaded_at_startup: self.loaded_at_startup,
+            workers,
+            queue_capacity: self.settings.job_queue_size - pending,
+            queue_pending: pending,
+        }
     }
 
     /// Number of running lanes.

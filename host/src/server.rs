@@ -9,12 +9,12 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::ListenerOptions;
-use crate::api::auth::{KeyKind, TokenAuth};
-use crate::api::inference::InferenceApi;
-use crate::api::management::ManagementApi;
 use crate::config::ServerConfig;
-use crate::registry::{LoadRequest, Registry, resolve_archive};
+use crate::core::Core;
+use crate::frontend::InferencePort;
+use crate::frontend::torchserve::management::ManagementApi;
+use crate::http::ListenerOptions;
+use crate::http::auth::{KeyKind, TokenAuth};
 use crate::runtime::{HandlerRuntime, Limits};
 
 /// `wasmserve start` arguments (TorchServe's flags).
@@ -95,6 +95,11 @@ impl StartArgs {
         }
         config.enable_model_api |= self.enable_model_api;
         config.disable_token_authorization |= self.disable_token_auth;
+        if config.load_models.iter().any(|m| m == "all") && config.model_store.is_none() {
+            anyhow::bail!(
+                "`--models all` loads every archive in the model store, and there is none: give --model-store DIR (or model_store)"
+            );
+        }
         if let Some(store) = config.model_store.as_ref().filter(|s| !s.is_dir()) {
             anyhow::bail!("the model store {} is not a folder", store.display());
         }
@@ -111,6 +116,10 @@ pub struct Startup {
     /// A snapshot newer than the restored one (or every one) could not be read.
     pub snapshot_trouble: bool,
 }
+
+/// How a startup model that failed to load is reported on the console; a background
+/// `start` repeats these lines on its terminal.
+pub const STARTUP_WARNING: &str = "wasmserve: warning: a startup model was not loaded:";
 
 /// How long a stop may take: requests in flight, then every worker (a worker whose
 /// forward does not return is abandoned, and the process exits all the same).
@@ -146,28 +155,6 @@ fn component_cache() -> Option<PathBuf> {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("wasmserve"))
         })?;
     Some(root.join("components"))
-}
-
-/// What the APIs share: the served models and what loading new ones takes.
-pub struct ServerState {
-    pub registry: Arc<Registry>,
-    pub runtime: Arc<HandlerRuntime>,
-    pub config: ServerConfig,
-    /// Where archives are extracted; removed when the server stops.
-    pub work_dir: PathBuf,
-    /// Where snapshots go (`None`: `--ncs`).
-    pub snapshot_dir: Option<PathBuf>,
-    /// The API keys (`None`: token authorization disabled).
-    pub auth: Option<Arc<TokenAuth>>,
-}
-
-impl ServerState {
-    /// Records the served set after a change (no-op with `--ncs`).
-    pub fn snapshot(&self) {
-        if let Some(dir) = &self.snapshot_dir {
-            crate::snapshot::write(dir, &self.config, &self.registry);
-        }
-    }
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str, key: &str) -> anyhow::Result<TcpListener> {
@@ -256,68 +243,80 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
         .prefix("wasmserve-")
         .tempdir()
         .context("creating a work folder")?;
-    let state = Arc::new(ServerState {
-        registry: Arc::new(Registry::default()),
-        runtime,
+    let core = Arc::new(Core::new(
         config,
-        work_dir: work_dir.path().to_path_buf(),
+        runtime,
+        work_dir.path().to_path_buf(),
         snapshot_dir,
+    ));
+
+    // The listeners answer while the startup models load: health says not ready
+    // (`/v2/health/ready`) until they are.
+    let options = |api, kind: Option<KeyKind>, reject| ListenerOptions {
+        api,
+        tls: tls.clone(),
+        client_timeout: core.config.client_timeout,
+        auth: kind.and_then(|k| auth.clone().map(|a| (a, k))),
+        count_answers: kind.is_some(),
+        reject,
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let port = Arc::new(InferencePort::new(core.clone()));
+    let inference_server = tokio::spawn(crate::http::serve(
+        inference,
+        options(
+            "inference",
+            Some(KeyKind::Inference),
+            InferencePort::reject(),
+        ),
+        move |req, id| {
+            let port = port.clone();
+            async move { port.handle(req, id).await }
+        },
+        shutdown_rx.clone(),
+    ));
+    let mgmt = Arc::new(ManagementApi {
+        core: core.clone(),
         auth: auth.clone(),
     });
-    let restored_whole = match state.config.model_snapshot.clone() {
-        Some(snapshot) => restore_snapshot(&state, &snapshot).await,
-        None => {
-            load_startup_models(&state).await;
-            true
-        }
-    };
+    let management_server = tokio::spawn(crate::http::serve(
+        management,
+        options(
+            "management",
+            Some(KeyKind::Management),
+            crate::frontend::torchserve_reject(),
+        ),
+        move |req, id| {
+            let mgmt = mgmt.clone();
+            async move { mgmt.handle(req, id).await }
+        },
+        shutdown_rx.clone(),
+    ));
+    let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
+    let metrics_server = metrics.map(|listener| {
+        tokio::spawn(crate::http::serve(
+            listener,
+            options("metrics", None, crate::frontend::torchserve_reject()),
+            |req, _id| crate::frontend::metrics::handle(req),
+            shutdown_rx,
+        ))
+    });
+
+    let report = core.load_startup().await;
+    // On the terminal too (a background `start` shows these lines): the server serves
+    // the other models, as TorchServe does, but nobody should miss that one is missing.
+    for failure in &report.failures {
+        eprintln!("{STARTUP_WARNING} {failure}");
+    }
     // A snapshot of a restore that went wrong would hide the good one behind it.
-    if restored_whole && !snapshot_trouble {
-        state.snapshot();
+    if report.whole && !snapshot_trouble {
+        core.snapshot();
     } else {
         tracing::warn!(
             "not writing a snapshot at startup: the restore was not whole; the snapshots stay as they are"
         );
     }
 
-    let options = |api, kind: Option<KeyKind>| ListenerOptions {
-        api,
-        tls: tls.clone(),
-        client_timeout: state.config.client_timeout,
-        auth: kind.and_then(|k| auth.clone().map(|a| (a, k))),
-        count_answers: kind.is_some(),
-    };
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let api = Arc::new(InferenceApi {
-        registry: state.registry.clone(),
-        max_request_size: state.config.max_request_size,
-        max_response_size: state.config.max_response_size,
-        client_timeout: state.config.client_timeout,
-    });
-    let inference_server = tokio::spawn(crate::api::serve(
-        inference,
-        options("inference", Some(KeyKind::Inference)),
-        move |req, id| api.clone().handle(req, id),
-        shutdown_rx.clone(),
-    ));
-    let mgmt = Arc::new(ManagementApi {
-        state: state.clone(),
-    });
-    let management_server = tokio::spawn(crate::api::serve(
-        management,
-        options("management", Some(KeyKind::Management)),
-        move |req, id| mgmt.clone().handle(req, id),
-        shutdown_rx.clone(),
-    ));
-    let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
-    let metrics_server = metrics.map(|listener| {
-        tokio::spawn(crate::api::serve(
-            listener,
-            options("metrics", None),
-            |req, _id| crate::api::metrics::handle(req),
-            shutdown_rx,
-        ))
-    });
     let scheme = if tls.is_some() { "https" } else { "http" };
     if let Some(auth) = &auth {
         println!(
@@ -339,7 +338,7 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
     if let Some(m) = metrics_server {
         let _ = m.await;
     }
-    let registry = state.registry.clone();
+    let registry = core.registry.clone();
     let stopping = tokio::task::spawn_blocking(move || registry.clear());
     if tokio::time::timeout(STOP_GRACE, stopping).await.is_err() {
         tracing::error!(
@@ -350,132 +349,6 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
     crate::daemon::forget_pid();
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn load_startup_models(state: &Arc<ServerState>) {
-    let config = &state.config;
-    let mut entries = Vec::new();
-    for entry in &config.load_models {
-        if entry == "all" {
-            let Some(store) = &config.model_store else {
-                tracing::error!("`all` needs a model store (--model-store)");
-                continue;
-            };
-            match std::fs::read_dir(store) {
-                Ok(dir) => {
-                    let mut names: Vec<String> = dir
-                        .filter_map(|e| e.ok())
-                        .filter(|e| {
-                            e.path().extension().is_some_and(|x| x == "mar")
-                                || e.path().join(crate::archive::MANIFEST_PATH).is_file()
-                        })
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect();
-                    names.sort();
-                    entries.extend(names);
-                }
-                Err(e) => tracing::error!("cannot list the model store {}: {e}", store.display()),
-            }
-        } else {
-            entries.push(entry.clone());
-        }
-    }
-    for entry in entries {
-        let (name, url, path) = resolve_archive(&entry, config.model_store.as_deref());
-        let request = LoadRequest {
-            name,
-            url,
-            path,
-            at_startup: true,
-            ..Default::default()
-        };
-        let state = state.clone();
-        let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            state.registry.register(
-                &request,
-                &state.config,
-                &state.runtime,
-                &state.work_dir,
-                true,
-            )
-        })
-        .await;
-        match result {
-            Ok(Ok(v)) => tracing::info!(
-                "loaded model {} version {} from {} with {} worker(s) in {} ms",
-                v.name,
-                v.version,
-                v.url,
-                v.workers(),
-                started.elapsed().as_millis()
-            ),
-            Ok(Err(e)) => tracing::error!("{e}"),
-            Err(e) => tracing::error!("loading {entry} panicked: {e}"),
-        }
-    }
-}
-
-/// Loads the models a snapshot records, with their settings, workers and defaults.
-/// Returns whether every one was restored.
-async fn restore_snapshot(state: &Arc<ServerState>, snapshot: &str) -> bool {
-    let models = match crate::snapshot::parse_models(snapshot) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!("the snapshot's model_snapshot is unusable: {e}");
-            return false;
-        }
-    };
-    let mut whole = true;
-    for m in models {
-        let (_, url, path) = resolve_archive(&m.url, state.config.model_store.as_deref());
-        let request = LoadRequest {
-            name: Some(m.name.clone()),
-            url,
-            path,
-            at_startup: true,
-            overrides: crate::config::ModelOverrides {
-                batch_size: Some(m.batch_size),
-                max_batch_delay: Some(std::time::Duration::from_millis(m.max_batch_delay_ms)),
-                response_timeout: Some(std::time::Duration::from_secs(m.response_timeout_s)),
-                initial_workers: Some(m.min_workers),
-            },
-        };
-        let (state2, label) = (state.clone(), format!("{} {}", m.name, m.version));
-        let result = tokio::task::spawn_blocking(move || {
-            let v = state2.registry.register(
-                &request,
-                &state2.config,
-                &state2.runtime,
-                &state2.work_dir,
-                false,
-            )?;
-            v.scale(m.min_workers, m.max_workers.max(m.min_workers))
-                .map_err(crate::registry::RegisterError::Scale)?;
-            if m.default {
-                let _ = state2.registry.set_default(&m.name, &m.version);
-            }
-            Ok::<_, crate::registry::RegisterError>(v)
-        })
-        .await;
-        match result {
-            Ok(Ok(v)) => tracing::info!(
-                "restored model {} version {} with {} worker(s)",
-                v.name,
-                v.version,
-                v.workers()
-            ),
-            Ok(Err(e)) => {
-                tracing::error!("restoring {label}: {e}");
-                whole = false;
-            }
-            Err(e) => {
-                tracing::error!("restoring {label} panicked: {e}");
-                whole = false;
-            }
-        }
-    }
-    whole
 }
 
 async fn wait_for_signal() {

@@ -55,12 +55,28 @@ pub enum PredictError {
     Unavailable(String),
 }
 
+/// What a request brings to the model: a request for its handler, or the forward's
+/// input tensors themselves (the handler is bypassed, as Triton does).
+pub enum Input {
+    Request(Request),
+    Tensors(Vec<Tensor>),
+}
+
+/// What comes back: the handler's response, or the forward's outputs for tensors.
+#[derive(Debug)]
+pub enum Output {
+    Response(Response),
+    Tensors(Vec<Tensor>),
+}
+
 /// One queued request.
 pub struct Job {
-    pub request: Request,
+    /// The request id, for the logs.
+    pub id: String,
+    pub input: Input,
     /// When it was queued: queue time is measured from here.
     pub enqueued: Instant,
-    pub reply: oneshot::Sender<Result<Response, PredictError>>,
+    pub reply: oneshot::Sender<Result<Output, PredictError>>,
 }
 
 /// What a lane needs; shared by all lanes of a model version.
@@ -254,13 +270,16 @@ fn run(
 
 /// A request between preprocess and postprocess.
 struct Pending {
-    job: Job,
+    id: String,
+    /// The handler's request (`None`: tensors in, tensors out).
+    request: Option<Request>,
+    reply: oneshot::Sender<Result<Output, PredictError>>,
     inputs: Vec<Tensor>,
     times: LaneTimes,
 }
 
-fn request_span(job: &Job) -> tracing::Span {
-    tracing::info_span!("request", request_id = %job.request.id)
+fn request_span(id: &str) -> tracing::Span {
+    tracing::info_span!("request", request_id = %id)
 }
 
 fn run_batch(
@@ -274,25 +293,53 @@ fn run_batch(
     let batch_started = Instant::now();
     let mut pending = Vec::with_capacity(batch.len());
     for job in batch {
-        let _span = request_span(&job).entered();
-        let queued = job.enqueued.elapsed();
+        let Job {
+            id,
+            input,
+            enqueued,
+            reply: tx,
+        } = job;
+        let _span = request_span(&id).entered();
+        let queued = enqueued.elapsed();
         tracing::debug!("queued for {} us", queued.as_micros());
         let started = Instant::now();
-        let Some(handler) = instance.as_mut() else {
-            reply(job, Err(no_instance(state)));
-            continue;
-        };
-        let result = handler.preprocess(&job.request);
-        let times = LaneTimes {
+        let mut times = LaneTimes {
             queue: queued,
-            handler: started.elapsed(),
             ..Default::default()
         };
+        let request = match input {
+            Input::Tensors(inputs) => {
+                match inputs.iter().try_for_each(model::check_tensor) {
+                    Ok(()) if !inputs.is_empty() => pending.push(Pending {
+                        id,
+                        request: None,
+                        reply: tx,
+                        inputs,
+                        times,
+                    }),
+                    Ok(()) => send(
+                        tx,
+                        Err(PredictError::Input(
+                            "the request has no input tensor".into(),
+                        )),
+                    ),
+                    Err(e) => send(tx, Err(PredictError::Input(e.to_string()))),
+                }
+                continue;
+            }
+            Input::Request(request) => request,
+        };
+        let Some(handler) = instance.as_mut() else {
+            send(tx, Err(no_instance(state)));
+            continue;
+        };
+        let result = handler.preprocess(&request);
+        times.handler = started.elapsed();
         match result {
             // No input at all is the handler's fault (a wrong number of them may be the
             // client's, through a handler that passes what it was sent: see forward).
-            Ok(Ok(inputs)) if inputs.is_empty() => reply(
-                job,
+            Ok(Ok(inputs)) if inputs.is_empty() => send(
+                tx,
                 Err(PredictError::Handler {
                     status: 500,
                     message: "the handler's preprocess returned no tensor for the model's forward"
@@ -300,9 +347,15 @@ fn run_batch(
                 }),
             ),
             Ok(Ok(inputs)) => match inputs.iter().try_for_each(model::check_tensor) {
-                Ok(()) => pending.push(Pending { job, inputs, times }),
-                Err(e) => reply(
-                    job,
+                Ok(()) => pending.push(Pending {
+                    id,
+                    request: Some(request),
+                    reply: tx,
+                    inputs,
+                    times,
+                }),
+                Err(e) => send(
+                    tx,
                     Err(PredictError::Handler {
                         status: 500,
                         message: format!(
@@ -311,8 +364,8 @@ fn run_batch(
                     }),
                 ),
             },
-            Ok(Err(e)) => reply(
-                job,
+            Ok(Err(e)) => send(
+                tx,
                 Err(PredictError::Handler {
                     status: e.status,
                     message: e.message,
@@ -320,7 +373,7 @@ fn run_batch(
             ),
             Err(e) => {
                 tracing::warn!("the handler's preprocess failed: {e}");
-                reply(job, Err(PredictError::Crash(e.to_string())));
+                send(tx, Err(PredictError::Crash(e.to_string())));
                 renew(ctx, instance, state, queue);
             }
         }
@@ -341,15 +394,16 @@ fn run_batch(
         let forward_time = started.elapsed();
         forward_total += forward_time;
         for (mut p, out) in group.into_iter().zip(outputs) {
-            let _span = request_span(&p.job).entered();
+            let _span = request_span(&p.id).entered();
             p.times.forward = forward_time;
             let started = Instant::now();
-            let result = match out {
-                Err(e) => Err(e),
-                Ok(outputs) => match instance.as_mut() {
+            let result = match (out, &p.request) {
+                (Err(e), _) => Err(e),
+                (Ok(outputs), None) => Ok(Output::Tensors(outputs)),
+                (Ok(outputs), Some(request)) => match instance.as_mut() {
                     None => Err(no_instance(state)),
-                    Some(handler) => match handler.postprocess(&p.job.request, &outputs) {
-                        Ok(Ok(resp)) => Ok(resp),
+                    Some(handler) => match handler.postprocess(request, &outputs) {
+                        Ok(Ok(resp)) => Ok(Output::Response(resp)),
                         Ok(Err(e)) => Err(PredictError::Handler {
                             status: e.status,
                             message: e.message,
@@ -362,7 +416,7 @@ fn run_batch(
                 },
             };
             p.times.handler += started.elapsed();
-            reply(p.job, result);
+            send(p.reply, result);
             done.push(p.times);
         }
     }
@@ -376,9 +430,12 @@ fn run_batch(
     }
 }
 
-fn reply(job: Job, result: Result<Response, PredictError>) {
+fn send(
+    reply: oneshot::Sender<Result<Output, PredictError>>,
+    result: Result<Output, PredictError>,
+) {
     // The client may have gone away; nothing to do then.
-    let _ = job.reply.send(result);
+    let _ = reply.send(result);
 }
 
 /// Replaces a trapped instance: the old one is dropped first, so that its place in the

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::{Job, LaneContext, PredictError, reply};
+use super::{Job, LaneContext, PredictError, send};
 
 /// Why a job was not queued; the job comes back.
 pub enum SubmitError {
@@ -167,7 +167,7 @@ impl LaneContext {
         let _gate = lock(&self.board.closed);
         let mut n = 0;
         while let Ok(job) = queue.try_recv() {
-            reply(job, Err(PredictError::Unavailable(why.to_string())));
+            send(job.reply, Err(PredictError::Unavailable(why.to_string())));
             n += 1;
         }
         if n > 0 {

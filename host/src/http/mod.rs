@@ -1,15 +1,13 @@
-//! The HTTP side: the listener loop (HTTP or HTTPS, client timeouts, graceful stop),
-//! what every request goes through before its API sees it (request id, token
-//! authorization, access log, status metrics), TorchServe's error body, and the
-//! request-body parsing the APIs share. Each API has its own module.
+//! The HTTP plumbing every frontend shares: the listener loop (HTTP or HTTPS, client
+//! timeouts, graceful stop), what every request goes through before a frontend sees it
+//! (request id, token authorization, access log, status metrics, draining what it left
+//! unread), and reading bodies within the limits. The frontends (`crate::frontend`)
+//! answer; an error found here is handed to the listener's frontend to render in its
+//! own format.
 
 pub mod auth;
 pub mod body;
 pub mod client_body;
-pub mod inference;
-pub mod management;
-pub mod metrics;
-pub mod openapi;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,6 +28,7 @@ use tracing::Instrument as _;
 
 use self::auth::{KeyKind, TokenAuth};
 use self::client_body::{ClientBody, Unread};
+use crate::core::Error;
 
 /// The most of a body that an API left unread is read (and dropped) to keep its
 /// connection usable; past it the connection is closed.
@@ -41,94 +40,35 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Every response body the APIs send.
 pub type Body = Full<Bytes>;
 
-/// An error answered with TorchServe's body `{"code", "type", "message"}`.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
-    /// TorchServe's exception name, e.g. `ModelNotFoundException`.
-    pub kind: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// 404 for a route that does not exist, in TorchServe's words.
-    pub fn not_found() -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            "Requested resource is not found, please refer to API document.",
-        )
-    }
-
-    /// 405 for a known route with the wrong method, in TorchServe's words.
-    pub fn method_not_allowed() -> ApiError {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowedException",
-            "Requested method is not allowed, please refer to API document.",
-        )
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "BadRequestException", message)
-    }
-
-    /// 500 for what should not happen (a worker thread that panicked, …).
-    pub fn internal(message: impl std::fmt::Display) -> ApiError {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerException",
-            message.to_string(),
-        )
-    }
-
-    pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailableException",
-            message,
-        )
-    }
-
-    /// The response carrying this error.
-    pub fn into_response(self) -> Response<Body> {
-        let body = serde_json::json!({
-            "code": self.status.as_u16(),
-            "type": self.kind,
-            "message": self.message,
-        });
-        json_response(self.status, &body)
-    }
-}
-
-impl From<crate::registry::LookupError> for ApiError {
-    fn from(e: crate::registry::LookupError) -> ApiError {
-        let kind = match e {
-            crate::registry::LookupError::ModelNotFound(_) => "ModelNotFoundException",
-            crate::registry::LookupError::VersionNotFound { .. } => "ModelVersionNotFoundException",
-        };
-        ApiError::new(StatusCode::NOT_FOUND, kind, e.to_string())
-    }
-}
-
 /// A pretty-printed JSON response, as TorchServe sends them.
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());
     text.push('\n');
+    bytes_response(status, "application/json", Bytes::from(text))
+}
+
+/// A response of `body` with its content type.
+pub fn bytes_response(status: StatusCode, content_type: &str, body: Bytes) -> Response<Body> {
     Response::builder()
         .status(status)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(text)))
-        .expect("static response parts are valid")
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(Full::new(body))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"{}"))))
 }
+
+/// A request's headers as a handler sees them (names in lower case), without those
+/// named in `skip` (the framing of a body the handler does not get as it came).
+pub fn handler_headers(headers: &hyper::HeaderMap, skip: &[&str]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| !skip.contains(&k.as_str()))
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// How a listener's frontend renders an error the shared steps found (a missing key):
+/// the request's path picks the API where several share a port.
+pub type Reject = Arc<dyn Fn(&str, Error) -> Response<Body> + Send + Sync>;
 
 /// How one listener serves, besides its API.
 #[derive(Clone)]
@@ -146,6 +86,8 @@ pub struct ListenerOptions {
     /// Whether answers count in `Requests2XX/4XX/5XX` (TorchServe counts the inference
     /// and management APIs).
     pub count_answers: bool,
+    /// Renders what the shared steps refuse, in the frontend's format.
+    pub reject: Reject,
 }
 
 /// A request's id: the client's `x-request-id` when it is usable, else a new UUID.
@@ -181,8 +123,9 @@ where
         .and_then(|(auth, kind)| auth.check(*kind, &req).err());
     let mut resp = match denied {
         Some(e) => {
+            let path = req.uri().path().to_string();
             drop(req);
-            e.into_response()
+            (opts.reject)(&path, e)
         }
         None => handle(req, id.clone()).instrument(span).await,
     };

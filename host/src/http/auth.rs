@@ -27,9 +27,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use hyper::header::AUTHORIZATION;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, Request};
 
-use super::ApiError;
+use crate::core::Error;
 
 /// Which key a request needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,15 +62,6 @@ pub struct TokenAuth {
 fn new_key() -> String {
     // 122 random bits from the OS generator.
     uuid::Uuid::new_v4().simple().to_string()
-}
-
-/// TorchServe's answer to a request without a valid key.
-pub fn invalid_key() -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "InvalidKeyException",
-        "Token Authorization failed. Token either incorrect, expired, or not provided correctly",
-    )
 }
 
 impl TokenAuth {
@@ -140,15 +131,19 @@ impl TokenAuth {
     }
 
     /// Whether `req` may use the API that needs `kind`.
-    pub fn check<B>(&self, kind: KeyKind, req: &Request<B>) -> Result<(), ApiError> {
+    pub fn check<B>(&self, kind: KeyKind, req: &Request<B>) -> Result<(), Error> {
         let path = req.uri().path().trim_end_matches('/');
         let open = (kind == KeyKind::Inference && path == "/ping" && req.method() == Method::GET)
             || (path.is_empty() && req.method() == Method::OPTIONS)
-            || (kind == KeyKind::Management && path == "/token");
+            || (kind == KeyKind::Management && path == "/token")
+            // Health probes (Kubernetes, KServe) carry no key, as `/ping` does not.
+            || (kind == KeyKind::Inference
+                && matches!(path, "/v2/health/live" | "/v2/health/ready")
+                && req.method() == Method::GET);
         if open {
             return Ok(());
         }
-        let given = Self::bearer(req).ok_or_else(invalid_key)?;
+        let given = Self::bearer(req).ok_or(Error::InvalidKey)?;
         let keys = self.lock();
         let key = match kind {
             KeyKind::Inference => &keys.inference,
@@ -157,18 +152,18 @@ impl TokenAuth {
         if constant_time_eq(given.as_bytes(), key.key.as_bytes()) && Utc::now() < key.expires {
             Ok(())
         } else {
-            Err(invalid_key())
+            Err(Error::InvalidKey)
         }
     }
 
     /// `GET /token?type=…` with the `API` key: a new key of that type, returned as the
     /// whole key file.
-    pub fn refresh<B>(&self, req: &Request<B>, kind: &str) -> Result<serde_json::Value, ApiError> {
-        let given = Self::bearer(req).ok_or_else(invalid_key)?;
+    pub fn refresh<B>(&self, req: &Request<B>, kind: &str) -> Result<serde_json::Value, Error> {
+        let given = Self::bearer(req).ok_or(Error::InvalidKey)?;
         let value = {
             let mut keys = self.lock();
             if !constant_time_eq(given.as_bytes(), keys.api.as_bytes()) {
-                return Err(invalid_key());
+                return Err(Error::InvalidKey);
             }
             let fresh = Key {
                 key: new_key(),
@@ -178,16 +173,15 @@ impl TokenAuth {
                 "inference" => keys.inference = fresh,
                 "management" => keys.management = fresh,
                 other => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(Error::invalid(format!(
                         "Invalid value for parameter type: {other}; use inference or management"
                     )));
                 }
             }
             Self::json(&keys)
         };
-        self.write().map_err(|e| {
-            ApiError::internal(format!("cannot write {}: {e}", self.file.display()))
-        })?;
+        self.write()
+            .map_err(|e| Error::internal(format!("cannot write {}: {e}", self.file.display())))?;
         Ok(value)
     }
 }

@@ -2,13 +2,12 @@
 //! format, optionally only the families named by `?name[]=a&name[]=b` (TorchServe's
 //! filter). What the metrics mean: [`crate::metrics`].
 
-use super::client_body::ClientBody;
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::{ApiError, Body};
+use super::torchserve::error::{method_not_allowed, not_found};
+use crate::http::client_body::ClientBody;
+use crate::http::{Body, bytes_response};
 
 /// Answers one request to the metrics API.
 pub async fn handle(req: Request<ClientBody>) -> Response<Body> {
@@ -25,13 +24,13 @@ pub async fn handle(req: Request<ClientBody>) -> Response<Body> {
                 })
                 .unwrap_or_default();
             let text = crate::metrics::global().encode(&names);
-            Response::builder()
-                .status(StatusCode::OK)
-                .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
-                .body(Full::new(Bytes::from(text)))
-                .unwrap_or_else(|e| ApiError::internal(e).into_response())
+            bytes_response(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                Bytes::from(text),
+            )
         }
-        ("/metrics", _) => ApiError::method_not_allowed().into_response(),
-        _ => ApiError::not_found().into_response(),
+        ("/metrics", _) => method_not_allowed(),
+        _ => not_found(),
     }
 }

@@ -5,7 +5,7 @@
 //! closed under it; past the bounds it answers `Connection: close`.
 //!
 //! ```
-//! # use wasmserve::api::client_body::{ClientBody, Unread};
+//! # use wasmserve::http::client_body::{ClientBody, Unread};
 //! # fn demo(incoming: hyper::body::Incoming) {
 //! let unread = Unread::default();
 //! let body = ClientBody::new(incoming, &unread);

@@ -1,0 +1,45 @@
+//! A model version's state as the core reports it: settings, workers, queue. Each
+//! frontend renders it its own way (TorchServe's `describe`, KServe's readiness).
+
+use std::time::Duration;
+
+pub use crate::worker::LaneHealth;
+
+/// One worker.
+#[derive(Clone, Debug)]
+pub struct WorkerStatus {
+    pub id: usize,
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub health: LaneHealth,
+}
+
+/// One model version.
+#[derive(Clone, Debug)]
+pub struct ModelStatus {
+    pub name: String,
+    pub version: String,
+    /// Where its archive came from, as given.
+    pub url: String,
+    /// The manifest's runtime.
+    pub runtime: String,
+    pub min_workers: usize,
+    pub max_workers: usize,
+    pub batch_size: usize,
+    pub max_batch_delay: Duration,
+    pub response_timeout: Duration,
+    pub loaded_at_startup: bool,
+    pub workers: Vec<WorkerStatus>,
+    /// Free places in its job queue.
+    pub queue_capacity: usize,
+    /// Requests waiting in its job queue.
+    pub queue_pending: usize,
+}
+
+impl ModelStatus {
+    /// Whether some worker can take a request now.
+    pub fn ready(&self) -> bool {
+        self.workers
+            .iter()
+            .any(|w| matches!(w.health, LaneHealth::Ready))
+    }
+}

@@ -1,0 +1,141 @@
+//! The inference API (default `127.0.0.1:8080`), TorchServe's routes:
+//!
+//! - `GET /ping` → `{"status": "Healthy"}` (500 `Unhealthy` when a model has no worker);
+//! - `POST /predictions/{model}[/{version}]` → the handler's response;
+//! - `OPTIONS /` and `GET /api-description` → the OpenAPI 3 description of this API.
+//!
+//! Every response carries an `x-request-id`: the client's, or a new one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::error::{self, method_not_allowed, not_found};
+use crate::core::{Core, Error, Input, Output};
+use crate::http::client_body::ClientBody;
+use crate::http::{Body, body, handler_headers, json_response};
+use crate::runtime;
+
+/// What the inference API needs.
+pub struct InferenceApi {
+    pub core: Arc<Core>,
+    /// `max_request_size`.
+    pub max_request_size: usize,
+    /// `client_timeout`: how long the body may take to arrive.
+    pub client_timeout: Duration,
+}
+
+impl InferenceApi {
+    /// Answers one request (`request_id`: its `x-request-id`).
+    pub async fn handle(&self, req: Request<ClientBody>, request_id: String) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let result = match (segments.as_slice(), req.method()) {
+            ([], &Method::OPTIONS) | (["api-description"], &Method::GET) => {
+                Ok(json_response(StatusCode::OK, &super::openapi::inference()))
+            }
+            (["ping"], &Method::GET) => Ok(self.ping()),
+            (["ping"] | ["api-description"], _) => return method_not_allowed(),
+            (["predictions", model], &Method::POST | &Method::PUT) => {
+                self.predict(req, model, None, &request_id).await
+            }
+            (["predictions", model, version], &Method::POST | &Method::PUT) => {
+                self.predict(req, model, Some(version), &request_id).await
+            }
+            (["predictions", ..], _) => return method_not_allowed(),
+            _ => return not_found(),
+        };
+        result.unwrap_or_else(error::response)
+    }
+
+    fn ping(&self) -> Response<Body> {
+        if self.core.healthy() {
+            json_response(StatusCode::OK, &serde_json::json!({"status": "Healthy"}))
+        } else {
+            json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({"status": "Unhealthy"}),
+            )
+        }
+    }
+
+    async fn predict(
+        &self,
+        req: Request<ClientBody>,
+        model: &str,
+        version: Option<&str>,
+        request_id: &str,
+    ) -> Result<Response<Body>, Error> {
+        let target = self.core.model(model, version)?;
+        let (parts, body) = req.into_parts();
+        let bytes = body::read_limited(body, self.max_request_size, self.client_timeout).await?;
+        let request = runtime::Request {
+            id: request_id.to_string(),
+            headers: handler_headers(&parts.headers, &[]),
+            parts: body::parts(&parts.headers, bytes).await?,
+        };
+        let predicted = self
+            .core
+            .predict(&target, request_id, Input::Request(request))
+            .await?;
+        match predicted.output {
+            Output::Response(resp) => handler_response(resp),
+            Output::Tensors(_) => Err(Error::internal("the model answered tensors to a request")),
+        }
+    }
+}
+
+/// Headers a handler may not set: the server frames the response itself (a handler's
+/// `content-length` could otherwise smuggle a second response onto the connection).
+fn is_framing_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "upgrade"
+            | "te"
+            | "trailer"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// The HTTP response of a handler's answer. Its status must be a final one (200–599);
+/// framing headers are dropped.
+fn handler_response(resp: runtime::Response) -> Result<Response<Body>, Error> {
+    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut builder = Response::builder().status(status);
+    let mut has_type = false;
+    for (k, v) in &resp.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(k.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) else {
+            continue;
+        };
+        if is_framing_header(&name) {
+            tracing::debug!("dropping the handler's framing header {name}");
+            continue;
+        }
+        has_type |= name == CONTENT_TYPE;
+        builder = builder.header(name, value);
+    }
+    if !has_type {
+        let json = serde_json::from_slice::<serde::de::IgnoredAny>(&resp.body).is_ok();
+        builder = builder.header(
+            CONTENT_TYPE,
+            if json {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            },
+        );
+    }
+    builder
+        .body(Full::new(Bytes::from(resp.body)))
+        .map_err(Error::internal)
+}
