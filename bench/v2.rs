@@ -170,9 +170,7 @@ fn measure(
 }
 
 fn main() {
-    let values: Vec<f32> = (0..3 * 224 * 224)
-        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-        .collect();
+    let values = v2_input_values();
     let dir = tempfile::tempdir().unwrap();
     let resnet = {
         tch::manual_seed(0);

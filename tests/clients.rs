@@ -17,8 +17,6 @@ use serde_json::Value;
 /// libtorch intra-op threads on both sides of a comparison (see `tests/trunk.rs`).
 const THREADS: usize = 1;
 
-const DECLARED: &str = "input:\n  - name: input__0\n    data_type: TYPE_FP32\n    dims: [3, 224, 224]\noutput:\n  - name: output__0\n    data_type: TYPE_FP32\n    dims: [1000]\n";
-
 /// `(python, perf_analyzer)` from the installer, once per test binary.
 fn clients() -> &'static (PathBuf, PathBuf) {
     static PATHS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
@@ -62,25 +60,9 @@ fn script(name: &str, args: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"))
 }
 
-fn mobilenet_server(store: &ModelStore) -> Server {
-    store.mobilenet_with_config(Some(DECLARED));
-    Server::start(
-        store.path(),
-        &["mobilenet=mobilenet.mar"],
-        &format!("intra_op_threads={THREADS}"),
-    )
-}
-
 /// `host:port` of the inference API (tritonclient's form).
 fn host_port(server: &Server) -> String {
     server.base.trim_start_matches("http://").to_string()
-}
-
-/// A deterministic `[1, 3, 224, 224]` input.
-fn input_values() -> Vec<f32> {
-    (0..3 * 224 * 224)
-        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-        .collect()
 }
 
 /// Writes `values` as a float32 `.npy` of `shape` (format 1.0).
@@ -103,21 +85,6 @@ fn write_npy(path: &Path, shape: &[usize], values: &[f32]) {
     std::fs::write(path, bytes).unwrap();
 }
 
-fn libtorch_output(values: &[f32]) -> Vec<f32> {
-    let x = tch::Tensor::from_slice(values).view([1, 3, 224, 224]);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            tch::set_num_threads(THREADS as i32);
-            let mut model = tch::CModule::load(asset("models/mobilenet_v2_quantized.pt")).unwrap();
-            model.set_eval();
-            let out = tch::no_grad(|| model.forward_ts(&[x])).unwrap();
-            Vec::<f32>::try_from(out.view([-1])).unwrap()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
 /// An output's values as the scripts report them (float64 text of float32 values).
 fn values(output: &Value) -> Vec<f32> {
     output["data"]
@@ -131,12 +98,12 @@ fn values(output: &Value) -> Vec<f32> {
 #[test]
 fn tritonclient_http_reads_metadata_and_gets_libtorchs_tensors() {
     let store = ModelStore::new();
-    let server = mobilenet_server(&store);
+    let server = mobilenet_v2_server(&store, THREADS, "");
     let dir = tempfile::tempdir().unwrap();
     let npy = dir.path().join("x.npy");
-    let input = input_values();
+    let input = v2_input_values();
     write_npy(&npy, &[1, 3, 224, 224], &input);
-    let expected = libtorch_output(&input);
+    let expected = libtorch_mobilenet(&input, THREADS);
     let url = host_port(&server);
     let base = [
         "--url",
@@ -188,7 +155,7 @@ fn tritonclient_http_reads_metadata_and_gets_libtorchs_tensors() {
 #[test]
 fn tritonclient_sends_a_jpeg_as_bytes_to_the_image_handler() {
     let store = ModelStore::new();
-    let server = mobilenet_server(&store);
+    let server = mobilenet_v2_server(&store, THREADS, "");
     let (status, direct) = json(server.post("/predictions/mobilenet", kitten_jpg()));
     assert_eq!(status, 200);
     let url = host_port(&server);
@@ -222,7 +189,7 @@ fn tritonclient_sends_a_jpeg_as_bytes_to_the_image_handler() {
 #[test]
 fn tritonclient_sees_errors_with_their_status() {
     let store = ModelStore::new();
-    let server = mobilenet_server(&store);
+    let server = mobilenet_v2_server(&store, THREADS, "");
     let url = host_port(&server);
     let r = script("triton_errors.py", &["--url", &url, "--model", "mobilenet"]);
     println!("{r}");
@@ -253,12 +220,12 @@ fn tritonclient_sees_errors_with_their_status() {
 #[test]
 fn kserve_sdk_v2_client_gets_libtorchs_tensors() {
     let store = ModelStore::new();
-    let server = mobilenet_server(&store);
+    let server = mobilenet_v2_server(&store, THREADS, "");
     let dir = tempfile::tempdir().unwrap();
     let npy = dir.path().join("x.npy");
-    let input = input_values();
+    let input = v2_input_values();
     write_npy(&npy, &[1, 3, 224, 224], &input);
-    let expected = libtorch_output(&input);
+    let expected = libtorch_mobilenet(&input, THREADS);
     let base = [
         "--url",
         server.base.as_str(),
@@ -290,7 +257,7 @@ fn kserve_sdk_v2_client_gets_libtorchs_tensors() {
 #[test]
 fn perf_analyzer_runs_without_errors() {
     let store = ModelStore::new();
-    let server = mobilenet_server(&store);
+    let server = mobilenet_v2_server(&store, THREADS, "");
     let url = host_port(&server);
     let out = Command::new(&clients().1)
         .args([

@@ -15,41 +15,6 @@ use serde_json::{Value, json};
 /// libtorch intra-op threads on both sides of a comparison (see `tests/trunk.rs`).
 const THREADS: usize = 1;
 
-/// The mobilenet archive with its tensors declared (Triton's keys).
-const DECLARED: &str = "input:\n  - name: input__0\n    data_type: TYPE_FP32\n    dims: [3, 224, 224]\noutput:\n  - name: output__0\n    data_type: TYPE_FP32\n    dims: [1000]\n";
-
-fn mobilenet_server(store: &ModelStore, config: &str) -> Server {
-    store.mobilenet_with_config(Some(DECLARED));
-    Server::start(
-        store.path(),
-        &["mobilenet=mobilenet.mar"],
-        &format!("intra_op_threads={THREADS}\n{config}"),
-    )
-}
-
-/// A deterministic `[1, 3, 224, 224]` input in ImageNet's normalized range.
-fn input_values() -> Vec<f32> {
-    (0..3 * 224 * 224)
-        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-        .collect()
-}
-
-/// libtorch's output for `values`, in this process at [`THREADS`].
-fn libtorch_output(values: &[f32]) -> Vec<f32> {
-    let x = tch::Tensor::from_slice(values).view([1, 3, 224, 224]);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            tch::set_num_threads(THREADS as i32);
-            let mut model = tch::CModule::load(asset("models/mobilenet_v2_quantized.pt")).unwrap();
-            model.set_eval();
-            let out = tch::no_grad(|| model.forward_ts(&[x])).unwrap();
-            Vec::<f32>::try_from(out.view([-1])).unwrap()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
 fn get(server: &Server, path: &str) -> (u16, Value) {
     json(client().get(server.url(path)).send().unwrap())
 }
@@ -101,7 +66,7 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 #[test]
 fn v2_metadata_health_and_config() {
     let store = ModelStore::new();
-    let server = mobilenet_server(&store, "");
+    let server = mobilenet_v2_server(&store, THREADS, "");
     let (status, meta) = get(&server, "/v2");
     assert_eq!(status, 200, "{meta}");
     assert_eq!(meta["name"], "wasmserve");
@@ -175,7 +140,9 @@ fn v2_metadata_health_and_config() {
 #[test]
 fn v2_dynamic_batching_shows_in_the_config() {
     let store = ModelStore::new();
-    store.mobilenet_with_config(Some(&format!("{DECLARED}batchSize: 4\nmaxBatchDelay: 7\n")));
+    store.mobilenet_with_config(Some(&format!(
+        "{MOBILENET_TENSORS}batchSize: 4\nmaxBatchDelay: 7\n"
+    )));
     let server = Server::start(store.path(), &["mobilenet=mobilenet.mar"], "");
     let (_, config) = get(&server, "/v2/models/mobilenet/config");
     assert_eq!(config["max_batch_size"], 4);
@@ -188,9 +155,9 @@ fn v2_dynamic_batching_shows_in_the_config() {
 #[test]
 fn v2_tensors_in_json_and_binary_are_libtorch_bit_for_bit() {
     let store = ModelStore::new();
-    let mut server = mobilenet_server(&store, "");
-    let values = input_values();
-    let expected = libtorch_output(&values);
+    let mut server = mobilenet_v2_server(&store, THREADS, "");
+    let values = v2_input_values();
+    let expected = libtorch_mobilenet(&values, THREADS);
 
     // JSON in, JSON out.
     let request = json!({
@@ -272,7 +239,7 @@ fn v2_tensors_in_json_and_binary_are_libtorch_bit_for_bit() {
 #[test]
 fn v2_a_jpeg_as_bytes_goes_through_the_handler() {
     let store = ModelStore::new();
-    let server = mobilenet_server(&store, "");
+    let server = mobilenet_v2_server(&store, THREADS, "");
     let kitten = kitten_jpg();
     let (status, direct) = json(server.post("/predictions/mobilenet", kitten.clone()));
     assert_eq!(status, 200, "{direct}");
@@ -331,7 +298,7 @@ fn v2_a_jpeg_as_bytes_goes_through_the_handler() {
 #[test]
 fn v2_bad_input_is_a_clear_400_and_nothing_breaks() {
     let store = ModelStore::new();
-    let server = mobilenet_server(&store, "");
+    let server = mobilenet_v2_server(&store, THREADS, "");
     let infer = "/v2/models/mobilenet/infer";
     let tensor = |datatype: &str, shape: Value, data: Value| json!({"inputs": [{"name": "input__0", "shape": shape, "datatype": datatype, "data": data}]});
     let ones = json!(vec![1.0; 3 * 224 * 224]);
@@ -445,7 +412,7 @@ fn v2_bad_input_is_a_clear_400_and_nothing_breaks() {
 #[test]
 fn v1_instances_are_batched_handler_requests() {
     let store = ModelStore::new();
-    let server = mobilenet_server(&store, "");
+    let server = mobilenet_v2_server(&store, THREADS, "");
     let kitten = kitten_jpg();
     let (_, direct) = json(server.post("/predictions/mobilenet", kitten.clone()));
     assert_eq!(
@@ -479,7 +446,7 @@ fn v1_instances_are_batched_handler_requests() {
 #[test]
 fn v2_repository_load_and_unload_follow_enable_model_api() {
     let store = ModelStore::new();
-    store.mobilenet_with_config(Some(DECLARED));
+    store.mobilenet_with_config(Some(MOBILENET_TENSORS));
     let server = Server::start(store.path(), &[], "");
     let (status, body) = post_json(&server, "/v2/repository/models/mobilenet/load", &json!({}));
     assert_eq!(status, 405, "{body}");
@@ -520,7 +487,7 @@ fn v2_repository_load_and_unload_follow_enable_model_api() {
 #[test]
 fn v2_needs_the_inference_key_but_health_probes_do_not() {
     let store = ModelStore::new();
-    store.mobilenet_with_config(Some(DECLARED));
+    store.mobilenet_with_config(Some(MOBILENET_TENSORS));
     let cfg = store.path().join("auth.properties");
     std::fs::write(
         &cfg,

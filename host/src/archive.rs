@@ -256,18 +256,32 @@ fn extract_zip(path: &Path, dest: &Path, limits: ExtractLimits) -> Result<(), Ar
             std::fs::create_dir_all(&target).map_err(io_err(&target))?;
             continue;
         }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-        }
-        let mut out = File::create(&target).map_err(io_err(&target))?;
-        let budget = limits.max_total_bytes - written;
-        let n = io::copy(&mut (&mut entry).take(budget + 1), &mut out)
-            .map_err(|e| ArchiveError::BadZip(format!("{name}: {e}")))?;
-        if n > budget {
-            return Err(ArchiveError::TooLarge(limits.max_total_bytes));
-        }
-        written += n;
+        write_entry(&mut entry, &target, &name, &mut written, limits)?;
     }
+    Ok(())
+}
+
+/// Writes one archive entry to `target` (its folders made first), counting its bytes
+/// into `written` as they are written: past `max_total_bytes`, whatever the entry
+/// declared, the archive is refused.
+fn write_entry(
+    entry: &mut impl io::Read,
+    target: &Path,
+    name: &str,
+    written: &mut u64,
+    limits: ExtractLimits,
+) -> Result<(), ArchiveError> {
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let mut out = File::create(target).map_err(io_err(target))?;
+    let budget = limits.max_total_bytes - *written;
+    let n = io::copy(&mut entry.take(budget + 1), &mut out)
+        .map_err(|e| ArchiveError::BadZip(format!("{name}: {e}")))?;
+    if n > budget {
+        return Err(ArchiveError::TooLarge(limits.max_total_bytes));
+    }
+    *written += n;
     Ok(())
 }
 

@@ -541,3 +541,43 @@ pub fn body_request(data: Vec<u8>) -> wasmserve::runtime::Request {
         }],
     }
 }
+
+// Helpers of the KServe v2 tests (tests/kserve.rs, tests/clients.rs, bench/v2.rs).
+
+/// The mobilenet archive's tensors declared with Triton's keys (`model-config.yaml`).
+pub const MOBILENET_TENSORS: &str = "input:\n  - name: input__0\n    data_type: TYPE_FP32\n    dims: [3, 224, 224]\noutput:\n  - name: output__0\n    data_type: TYPE_FP32\n    dims: [1000]\n";
+
+/// A deterministic `[1, 3, 224, 224]` input in ImageNet's normalized range.
+pub fn v2_input_values() -> Vec<f32> {
+    (0..3 * 224 * 224)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect()
+}
+
+/// MobileNetV2's outputs for a `[1, 3, 224, 224]` input, run in this process on a
+/// thread of its own at `threads` libtorch intra-op threads (as a lane runs).
+pub fn libtorch_mobilenet(values: &[f32], threads: usize) -> Vec<f32> {
+    let x = tch::Tensor::from_slice(values).view([1, 3, 224, 224]);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tch::set_num_threads(threads as i32);
+            let mut model = tch::CModule::load(asset("models/mobilenet_v2_quantized.pt")).unwrap();
+            model.set_eval();
+            let out = tch::no_grad(|| model.forward_ts(&[x])).unwrap();
+            Vec::<f32>::try_from(out.view([-1])).unwrap()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// The mobilenet archive with its tensors declared, served with its lanes at
+/// `threads` intra-op threads.
+pub fn mobilenet_v2_server(store: &ModelStore, threads: usize, config: &str) -> Server {
+    store.mobilenet_with_config(Some(MOBILENET_TENSORS));
+    Server::start(
+        store.path(),
+        &["mobilenet=mobilenet.mar"],
+        &format!("intra_op_threads={threads}\n{config}"),
+    )
+}

@@ -61,17 +61,7 @@ pub fn extract(path: &Path, dest: &Path, limits: ExtractLimits) -> Result<PathBu
                 "the archive entry {name:?} is not a regular file or a folder"
             )));
         }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-        }
-        let mut out = File::create(&target).map_err(io_err(&target))?;
-        let budget = limits.max_total_bytes - written;
-        let n = io::copy(&mut (&mut entry).take(budget + 1), &mut out)
-            .map_err(|e| ArchiveError::BadZip(format!("{name}: {e}")))?;
-        if n > budget {
-            return Err(ArchiveError::TooLarge(limits.max_total_bytes));
-        }
-        written += n;
+        super::write_entry(&mut entry, &target, &name, &mut written, limits)?;
     }
     if dest.join(MANIFEST_PATH).is_file() {
         return Ok(dest.to_path_buf());
@@ -116,4 +106,106 @@ pub fn write(
     tar.into_inner().map_err(err)?.finish().map_err(err)?;
     tmp.persist(out).map_err(|e| io_err(out)(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `.tar.gz` of `entries` (name, contents; a `None` contents is a symlink).
+    fn tgz(dir: &Path, entries: &[(&str, Option<&[u8]>)]) -> PathBuf {
+        let path = dir.join("a.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut tar = tar::Builder::new(gz);
+        for (name, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            match data {
+                Some(d) => {
+                    h.set_size(d.len() as u64);
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(0o644);
+                    // Written raw, so that names like `../x` reach the reader as given.
+                    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                    h.set_cksum();
+                    tar.append(&h, *d).unwrap();
+                }
+                None => {
+                    h.set_size(0);
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_link_name("/etc/passwd").unwrap();
+                    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                    h.set_cksum();
+                    tar.append(&h, &[][..]).unwrap();
+                }
+            }
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        path
+    }
+
+    fn open(
+        entries: &[(&str, Option<&[u8]>)],
+        limits: ExtractLimits,
+    ) -> Result<PathBuf, ArchiveError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = tgz(dir.path(), entries);
+        let dest = dir.path().join("out");
+        std::fs::create_dir(&dest).unwrap();
+        extract(&file, &dest, limits).map(|p| p.strip_prefix(&dest).unwrap().to_path_buf())
+    }
+
+    #[test]
+    fn reads_torchserves_layout_and_the_root_layout() {
+        let manifest: &[u8] = b"{}";
+        let nested = open(
+            &[("m/MAR-INF/MANIFEST.json", Some(manifest))],
+            ExtractLimits::default(),
+        );
+        assert_eq!(nested.unwrap(), PathBuf::from("m"));
+        let flat = open(
+            &[("MAR-INF/MANIFEST.json", Some(manifest))],
+            ExtractLimits::default(),
+        );
+        assert_eq!(flat.unwrap(), PathBuf::new());
+        assert!(matches!(
+            open(&[("x.txt", Some(manifest))], ExtractLimits::default()),
+            Err(ArchiveError::NoManifest)
+        ));
+    }
+
+    #[test]
+    fn refuses_links_escapes_and_bombs() {
+        let limits = ExtractLimits::default();
+        assert!(matches!(
+            open(&[("m/link", None)], limits),
+            Err(ArchiveError::Link(_))
+        ));
+        assert!(matches!(
+            open(&[("../escape", Some(b"x"))], limits),
+            Err(ArchiveError::UnsafePath(_))
+        ));
+        assert!(matches!(
+            open(&[("/abs", Some(b"x"))], limits),
+            Err(ArchiveError::UnsafePath(_))
+        ));
+        let small = ExtractLimits {
+            max_total_bytes: 4,
+            max_entries: 10,
+        };
+        assert!(matches!(
+            open(&[("m/big", Some(b"0123456789"))], small),
+            Err(ArchiveError::TooLarge(4))
+        ));
+        let few = ExtractLimits {
+            max_total_bytes: 1 << 20,
+            max_entries: 1,
+        };
+        assert!(matches!(
+            open(&[("a", Some(b"1")), ("b", Some(b"2"))], few),
+            Err(ArchiveError::TooManyEntries(1))
+        ));
+    }
 }
