@@ -67,17 +67,40 @@ fn measure(
         &["m=m.mar"],
         &format!("intra_op_threads={THREADS}"),
     );
-    let client = client();
-    let url = server.url("/v2/models/m/infer");
+    // A plain HTTP/1.1 keep-alive client on one connection: the request's bytes are
+    // written once, the answer read by its Content-Length (no client runtime between).
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let head = format!(
+        "POST /v2/models/m/infer HTTP/1.1\r\nHost: {addr}\r\nInference-Header-Content-Length: {}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        header.len(),
+        body.len()
+    );
+    let request = [head.into_bytes(), body.clone()].concat();
+    let conn = std::cell::RefCell::new(std::io::BufReader::new(
+        std::net::TcpStream::connect(&addr).unwrap(),
+    ));
+    conn.borrow().get_ref().set_nodelay(true).unwrap();
     let infer = || {
-        let resp = client
-            .post(&url)
-            .header("Inference-Header-Content-Length", header.len())
-            .body(body.clone())
-            .send()
-            .unwrap();
-        assert!(resp.status().is_success());
-        resp.bytes().unwrap();
+        use std::io::{BufRead as _, Read as _, Write as _};
+        let mut c = conn.borrow_mut();
+        c.get_mut().write_all(&request).unwrap();
+        let (mut line, mut length) = (String::new(), 0usize);
+        c.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        loop {
+            line.clear();
+            c.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut answer = vec![0u8; length];
+        c.read_exact(&mut answer).unwrap();
+        std::hint::black_box(answer);
     };
     // The core's summed latency and count of predictions.
     let counters = |server: &mut Server| {
