@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use crate::worker::{Input, Output};
 pub use error::Error;
 pub use manage::{Registered, Registration, Scaled};
-pub use predict::Predicted;
 pub use status::ModelStatus;
 
 use crate::config::ServerConfig;
@@ -76,6 +75,15 @@ impl Core {
     /// The version `version` of `name`, or its default version.
     pub fn model(&self, name: &str, version: Option<&str>) -> Result<Arc<ModelVersion>, Error> {
         Ok(self.registry.get(name, version)?)
+    }
+
+    /// The served models' names, sorted.
+    pub fn model_names(&self) -> Vec<String> {
+        self.registry
+            .list()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// Every version of `name`, in version order.

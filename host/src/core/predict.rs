@@ -15,12 +15,6 @@ use crate::worker::{Job, PredictError, SubmitError};
 /// body).
 pub const MAX_HANDLER_HEADERS: usize = 64 * 1024;
 
-/// A prediction's answer and the version that gave it.
-pub struct Predicted {
-    pub version: Arc<ModelVersion>,
-    pub output: Output,
-}
-
 impl Core {
     /// Runs `input` on `target` (`id`: the request id, for the logs).
     pub async fn predict(
@@ -28,14 +22,11 @@ impl Core {
         target: &Arc<ModelVersion>,
         id: &str,
         input: Input,
-    ) -> Result<Predicted, Error> {
+    ) -> Result<Output, Error> {
         let started = Instant::now();
         let result = self.predict_on(target, id, input).await;
         crate::metrics::global().inference(&target.name, &target.version, started.elapsed());
-        result.map(|output| Predicted {
-            version: target.clone(),
-            output,
-        })
+        result
     }
 
     /// Runs several handler requests on `target` at once (they are queued together, so
@@ -55,7 +46,7 @@ impl Core {
         .await;
         answers
             .into_iter()
-            .map(|answer| match answer?.output {
+            .map(|answer| match answer? {
                 Output::Response(resp) if resp.status >= 400 => Err(Error::Prediction {
                     status: resp.status,
                     message: String::from_utf8_lossy(&resp.body).into_owned(),

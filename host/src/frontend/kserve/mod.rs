@@ -56,6 +56,18 @@ pub(crate) fn wrong_method(method: &hyper::Method, path: &str) -> Error {
     Error::MethodNotAllowed(format!("{method} is not allowed on {path}"))
 }
 
+/// `{"ready": …}` (and the fields of `extra`), 200 when ready, else 503: KServe's
+/// health and readiness answers.
+pub(crate) fn readiness(ready: bool, extra: serde_json::Value) -> Response<Body> {
+    let mut body = extra;
+    body["ready"] = ready.into();
+    let status = match ready {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    json_response(status, &body)
+}
+
 /// A 200 with `value`.
 pub(crate) fn json_ok(value: serde_json::Value) -> Result<Response<Body>, Error> {
     Ok(json_response(StatusCode::OK, &value))

@@ -15,13 +15,13 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 use serde_json::{Value, json};
 
-use super::{json_ok, no_route, wrong_method};
+use super::{json_ok, no_route, readiness, wrong_method};
 use crate::core::{Core, Error};
 use crate::http::client_body::ClientBody;
-use crate::http::{Body, body, handler_headers, json_response};
+use crate::http::{Body, body, handler_headers};
 use crate::runtime;
 
 /// Answers one request under `/v1`.
@@ -34,16 +34,9 @@ pub async fn handle(
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).skip(1).collect();
     let method = req.method().clone();
     match (segs.as_slice(), &method) {
-        (["models"], &Method::GET) => json_ok(json!({
-            "models": core.registry.list().into_iter().map(|(n, _)| n).collect::<Vec<_>>()
-        })),
+        (["models"], &Method::GET) => json_ok(json!({"models": core.model_names()})),
         (["models", m], &Method::GET) if !m.contains(':') => {
-            let ready = core.status(m, None)?.ready();
-            let status = match ready {
-                true => StatusCode::OK,
-                false => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            Ok(json_response(status, &json!({"name": m, "ready": ready})))
+            Ok(readiness(core.status(m, None)?.ready(), json!({"name": m})))
         }
         (["models", verb], &Method::POST) => match verb.rsplit_once(':') {
             Some((m, "predict")) => predict(core, req, m, request_id).await,

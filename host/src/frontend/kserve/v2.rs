@@ -26,12 +26,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::codec::{self, Data, InferRequest, Tensor};
-use super::{json_ok, no_route, wrong_method};
+use super::{json_ok, no_route, readiness, wrong_method};
 use crate::core::signature::{Signature, TensorSpec, default_output_name};
 use crate::core::tensor::Datatype;
 use crate::core::{Core, Error, Input, Output};
 use crate::http::client_body::ClientBody;
-use crate::http::{Body, body, bytes_response, handler_headers, json_response};
+use crate::http::{Body, body, bytes_response, handler_headers};
 use crate::registry::ModelVersion;
 use crate::runtime;
 
@@ -73,9 +73,7 @@ pub async fn handle(
         })),
         (["health", "live"], _, _) if get => json_ok(json!({"live": true})),
         (["health", "ready"], _, _) if get => Ok(readiness(core.ready(), json!({}))),
-        (["models"], _, _) if get => json_ok(json!({
-            "models": core.registry.list().into_iter().map(|(n, _)| n).collect::<Vec<_>>()
-        })),
+        (["models"], _, _) if get => json_ok(json!({"models": core.model_names()})),
         (["repository", "index"], _, _) if post => json_ok(index(core)),
         (["repository", "models", m, op @ ("load" | "unload")], _, _) if post => {
             repository(core, m, op).await
@@ -92,17 +90,6 @@ pub async fn handle(
         | (_, Some(_), [] | ["ready" | "config" | "infer"]) => Err(wrong_method(&method, &path)),
         _ => Err(no_route(&path)),
     }
-}
-
-/// `{"ready": …}` (and `extra`), 200 when ready, else 503.
-fn readiness(ready: bool, extra: Value) -> Response<Body> {
-    let mut body = extra;
-    body["ready"] = ready.into();
-    let status = match ready {
-        true => StatusCode::OK,
-        false => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    json_response(status, &body)
 }
 
 fn specs(list: &[TensorSpec]) -> Vec<Value> {
@@ -163,7 +150,7 @@ fn config(v: &ModelVersion) -> Value {
 /// Triton's repository index: every served version.
 fn index(core: &Core) -> Value {
     let mut out = Vec::new();
-    for (name, _) in core.registry.list() {
+    for name in core.model_names() {
         for v in core.versions(&name).unwrap_or_default() {
             let state = if v.status().ready() {
                 "READY"
@@ -445,7 +432,7 @@ async fn by_tensors(
     let predicted = core
         .predict(target, request_id, Input::Tensors(inputs))
         .await?;
-    let Output::Tensors(outputs) = predicted.output else {
+    let Output::Tensors(outputs) = predicted else {
         return Err(Error::internal(
             "the model answered tensors with a response",
         ));

@@ -82,7 +82,7 @@ impl InferenceApi {
             .core
             .predict(&target, request_id, Input::Request(request))
             .await?;
-        match predicted.output {
+        match predicted {
             Output::Response(resp) => handler_response(resp),
             Output::Tensors(_) => Err(Error::internal("the model answered tensors to a request")),
         }
