@@ -5,7 +5,7 @@ ASSETS ?= ../shared/assets
 export WASMSERVE_ASSETS := $(abspath $(ASSETS))
 CARGO ?= cargo
 
-.PHONY: all deps build demo test lint fmt clean bench bench-v2 soak
+.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc soak
 
 all: build
 
@@ -39,12 +39,17 @@ bench: build
 bench-v2: build
 	$(CARGO) bench --bench v2
 
+# gRPC against REST on one server (the kitten: latency at concurrency 1, throughput at
+# 16) and the streaming example's time to its first piece (bench/grpc.rs; about a minute).
+bench-grpc: build
+	$(CARGO) bench --bench grpc
+
 # Endurance: 20,000 kitten predictions at concurrency 64 with handler faults mixed in,
 # RSS checked (tests/soak.rs; WASMSERVE_SOAK_REQUESTS, _CONCURRENCY, _WARMUP to change).
 soak: build
 	$(CARGO) test --release -p wasmserve --test soak -- --nocapture
 
-GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler hostile_handler tensor_probe
+GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler hostile_handler tensor_probe stream_classifier legacy_handler
 
 lint: deps
 	$(CARGO) clippy --release --all-targets -- -D warnings

@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
     let mut pre = c.benchmark_group("image_classifier preprocess (kitten.jpg)");
     pre.sample_size(50);
     pre.bench_function("sandboxed", |b| {
-        b.iter(|| std::hint::black_box(instance.preprocess(&req).unwrap().unwrap()))
+        b.iter(|| std::hint::black_box(instance.preprocess(&req, None).unwrap().unwrap()))
     });
     pre.bench_function("native", |b| {
         b.iter(|| std::hint::black_box(native.preprocess(&native_req).unwrap()))
@@ -73,7 +73,9 @@ fn bench(c: &mut Criterion) {
 
     let mut post = c.benchmark_group("image_classifier postprocess (1000 logits)");
     post.bench_function("sandboxed", |b| {
-        b.iter(|| std::hint::black_box(instance.postprocess(&req, &outputs).unwrap().unwrap()))
+        b.iter(|| {
+            std::hint::black_box(instance.postprocess(&req, &outputs, None).unwrap().unwrap())
+        })
     });
     post.bench_function("native", |b| {
         b.iter(|| std::hint::black_box(native.postprocess(&native_req, native_outputs()).unwrap()))

@@ -144,7 +144,7 @@ fn main() {
         println!("{} / {}:", case.job, case.language);
         for (i, (what, body)) in case.inputs.iter().enumerate() {
             let req = common::body_request(body.clone());
-            let inputs = instance.preprocess(&req).unwrap().unwrap();
+            let inputs = instance.preprocess(&req, None).unwrap().unwrap();
             let torch: Vec<tch::Tensor> = inputs.iter().map(|t| to_torch(t).unwrap()).collect();
             let outputs: Vec<Tensor> = model
                 .forward(&torch)
@@ -152,7 +152,7 @@ fn main() {
                 .iter()
                 .map(|(name, t)| from_torch(name, t).unwrap())
                 .collect();
-            let resp = instance.postprocess(&req, &outputs).unwrap().unwrap();
+            let resp = instance.postprocess(&req, &outputs, None).unwrap().unwrap();
             let answer = String::from_utf8_lossy(&resp.body);
             let answer: String = answer.chars().take(100).collect();
             println!("  {what} → {answer}");
@@ -163,20 +163,20 @@ fn main() {
 
         let req = common::body_request(case.inputs[0].1.clone());
         let pre = median(100, || {
-            std::hint::black_box(instance.preprocess(&req).unwrap().unwrap());
+            std::hint::black_box(instance.preprocess(&req, None).unwrap().unwrap());
         });
         let post = median(100, || {
             std::hint::black_box(
                 instance
-                    .postprocess(&req, &outputs_of_first)
+                    .postprocess(&req, &outputs_of_first, None)
                     .unwrap()
                     .unwrap(),
             );
         });
         let both = median(100, || {
-            instance.preprocess(&req).unwrap().unwrap();
+            instance.preprocess(&req, None).unwrap().unwrap();
             instance
-                .postprocess(&req, &outputs_of_first)
+                .postprocess(&req, &outputs_of_first, None)
                 .unwrap()
                 .unwrap();
         });

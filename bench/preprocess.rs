@@ -31,7 +31,7 @@ fn main() {
     let mut instance = component.instantiate(&sandbox).unwrap();
     let request = common::body_request(kitten.clone());
     let sandboxed = median(100, || {
-        std::hint::black_box(instance.preprocess(&request).unwrap().unwrap());
+        std::hint::black_box(instance.preprocess(&request, None).unwrap().unwrap());
     });
     let native = median(100, || {
         std::hint::black_box(wasmserve_handler::vision::imagenet_transform(&kitten).unwrap());

@@ -67,40 +67,18 @@ fn measure(
         &["m=m.mar"],
         &format!("intra_op_threads={THREADS}"),
     );
-    // A plain HTTP/1.1 keep-alive client on one connection: the request's bytes are
-    // written once, the answer read by its Content-Length (no client runtime between).
-    let addr = server.base.trim_start_matches("http://").to_string();
-    let head = format!(
-        "POST /v2/models/m/infer HTTP/1.1\r\nHost: {addr}\r\nInference-Header-Content-Length: {}\r\n\
-         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-        header.len(),
-        body.len()
+    // One keep-alive connection; the request's bytes made once (tests/common).
+    let conn = std::cell::RefCell::new(common::keepalive::KeepAlive::connect(&server.base));
+    let request = conn.borrow().request(
+        "/v2/models/m/infer",
+        &[
+            &format!("Inference-Header-Content-Length: {}", header.len()),
+            "Content-Type: application/octet-stream",
+        ],
+        &body,
     );
-    let request = [head.into_bytes(), body.clone()].concat();
-    let conn = std::cell::RefCell::new(std::io::BufReader::new(
-        std::net::TcpStream::connect(&addr).unwrap(),
-    ));
-    conn.borrow().get_ref().set_nodelay(true).unwrap();
     let infer = || {
-        use std::io::{BufRead as _, Read as _, Write as _};
-        let mut c = conn.borrow_mut();
-        c.get_mut().write_all(&request).unwrap();
-        let (mut line, mut length) = (String::new(), 0usize);
-        c.read_line(&mut line).unwrap();
-        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-        loop {
-            line.clear();
-            c.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap();
-            }
-        }
-        let mut answer = vec![0u8; length];
-        c.read_exact(&mut answer).unwrap();
-        std::hint::black_box(answer);
+        std::hint::black_box(conn.borrow_mut().send(&request).body);
     };
     // The core's summed latency and count of predictions.
     let counters = |server: &mut Server| {

@@ -7,6 +7,9 @@
 //!    `WASMSERVE_GUEST_DIR`.
 //! 2. Sets an rpath to libtorch, so that the binary and the tests run without
 //!    `LD_LIBRARY_PATH`.
+//! 3. Compiles the gRPC services in `proto/` (TorchServe's and KServe's, wire-compatible
+//!    copies of their `.proto` files) into Rust with protox, a protobuf compiler in
+//!    Rust, and tonic-prost-build: no `protoc` to install.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,14 +22,16 @@ const GUESTS: &[&str] = &[
     "text_classifier",
     "base_handler",
     "mnist_handler",
+    "stream_classifier",
     "hostile_handler",
     "tensor_probe",
+    "legacy_handler",
 ];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    for dir in ["handlers", "examples", "wit", "tests/guests"] {
+    for dir in ["handlers", "examples", "wit", "tests/guests", "proto"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(
@@ -38,6 +43,32 @@ fn main() {
 
     build_guests(&root);
     libtorch_rpath(&root);
+    compile_protos(&root);
+}
+
+/// The services the gRPC frontend serves, from `proto/` (their imports are found there,
+/// and protox knows the `google/protobuf` ones itself).
+const PROTOS: &[&str] = &[
+    "torchserve/inference.proto",
+    "torchserve/management.proto",
+    "kserve/grpc_service.proto",
+];
+
+fn compile_protos(root: &Path) {
+    let dir = root.join("proto");
+    let files = protox::compile(PROTOS, [&dir]).unwrap_or_else(|e| {
+        panic!(
+            "the .proto files in {} do not compile: {e:?}",
+            dir.display()
+        )
+    });
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        // Tensors' raw contents as reference-counted buffers, not copied vectors.
+        .bytes(".inference")
+        .compile_fds(files)
+        .expect("generating the gRPC code");
 }
 
 fn build_guests(root: &Path) {

@@ -7,92 +7,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
-
+use common::clients::{perf_analyzer, script, values, write_npy};
 use common::*;
 use serde_json::Value;
 
 /// libtorch intra-op threads on both sides of a comparison (see `tests/trunk.rs`).
 const THREADS: usize = 1;
 
-/// `(python, perf_analyzer)` from the installer, once per test binary.
-fn clients() -> &'static (PathBuf, PathBuf) {
-    static PATHS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    PATHS.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-clients.sh");
-        let out = Command::new(&script)
-            .output()
-            .expect("running install-clients.sh");
-        assert!(
-            out.status.success(),
-            "install-clients.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).unwrap();
-        let find = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .map(PathBuf::from)
-                .unwrap_or_else(|| panic!("install-clients.sh printed no {key}: {text}"))
-        };
-        (find("python="), find("perf_analyzer="))
-    })
-}
-
-/// Runs `tests/clients/SCRIPT` with `args`; its one JSON object.
-fn script(name: &str, args: &[&str]) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/clients")
-        .join(name);
-    let out = Command::new(&clients().0)
-        .arg(&path)
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"))
-}
-
 /// `host:port` of the inference API (tritonclient's form).
 fn host_port(server: &Server) -> String {
     server.base.trim_start_matches("http://").to_string()
-}
-
-/// Writes `values` as a float32 `.npy` of `shape` (format 1.0).
-fn write_npy(path: &Path, shape: &[usize], values: &[f32]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let mut header = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
-        dims.join(", ")
-    );
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for v in values {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, bytes).unwrap();
-}
-
-/// An output's values as the scripts report them (float64 text of float32 values).
-fn values(output: &Value) -> Vec<f32> {
-    output["data"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no data: {output}"))
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
 }
 
 #[test]
@@ -258,42 +182,5 @@ fn kserve_sdk_v2_client_gets_libtorchs_tensors() {
 fn perf_analyzer_runs_without_errors() {
     let store = ModelStore::new();
     let server = mobilenet_v2_server(&store, THREADS, "");
-    let url = host_port(&server);
-    let out = Command::new(&clients().1)
-        .args([
-            "-m",
-            "mobilenet",
-            "-u",
-            &url,
-            "-i",
-            "http",
-            "--concurrency-range",
-            "1:2",
-            "--measurement-interval",
-            "1000",
-            "--max-trials",
-            "3",
-            "--stability-percentage",
-            "100",
-            "-b",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(out.status.success(), "perf_analyzer failed: {text}");
-    // It exits 0 even when requests failed: their errors are in its output.
-    assert!(
-        !text.contains("error") && !text.contains("Failed"),
-        "perf_analyzer saw errors: {text}"
-    );
-    for level in ["Request concurrency: 1", "Request concurrency: 2"] {
-        assert!(text.contains(level), "{level} missing: {text}");
-    }
-    assert!(text.matches("Throughput:").count() >= 2, "{text}");
+    perf_analyzer("http", &host_port(&server), "mobilenet");
 }

@@ -488,26 +488,7 @@ fn v2_repository_load_and_unload_follow_enable_model_api() {
 fn v2_needs_the_inference_key_but_health_probes_do_not() {
     let store = ModelStore::new();
     store.mobilenet_with_config(Some(MOBILENET_TENSORS));
-    let cfg = store.path().join("auth.properties");
-    std::fs::write(
-        &cfg,
-        "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\nmetrics_address=http://127.0.0.1:0\n",
-    )
-    .unwrap();
-    let args: Vec<String> = [
-        "--model-store",
-        store.path().to_str().unwrap(),
-        "--ts-config",
-        cfg.to_str().unwrap(),
-        "--log-dir",
-        store.path().join("logs").to_str().unwrap(),
-        "--models",
-        "mobilenet=mobilenet.mar",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let server = Server::spawn_with_auth(&args, &[]);
+    let (server, _) = start_with_keys(&store, &["mobilenet=mobilenet.mar"]);
     assert_eq!(get(&server, "/v2/health/ready").0, 200);
     assert_eq!(get(&server, "/v2/health/live").0, 200);
     let (status, body) = get(&server, "/v2/models/mobilenet");

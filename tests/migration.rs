@@ -270,7 +270,7 @@ fn a_background_start_names_the_startup_model_that_failed() {
     let cfg = store.path().join("c.properties");
     std::fs::write(
         &cfg,
-        "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\nmetrics_address=http://127.0.0.1:0\n",
+        "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\nmetrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ngrpc_management_port=0\n",
     )
     .unwrap();
     let pid_file = store.path().join("wasmserve.pid");

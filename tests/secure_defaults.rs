@@ -6,44 +6,11 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn keys(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn config_with_key_file(store: &ModelStore) -> (std::path::PathBuf, std::path::PathBuf) {
-    let key_file = store.path().join("key_file.json");
-    let cfg = store.path().join("auth.properties");
-    std::fs::write(
-        &cfg,
-        format!(
-            "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n\
-             metrics_address=http://127.0.0.1:0\nkey_file={}\n",
-            key_file.display()
-        ),
-    )
-    .unwrap();
-    (cfg, key_file)
-}
-
 #[test]
 fn token_authorization_is_on_by_default() {
     let store = ModelStore::new();
     store.mobilenet();
-    let (cfg, key_file) = config_with_key_file(&store);
-    let args: Vec<String> = [
-        "--model-store",
-        store.path().to_str().unwrap(),
-        "--ts-config",
-        cfg.to_str().unwrap(),
-        "--log-dir",
-        store.path().join("logs").to_str().unwrap(),
-        "--models",
-        "mobilenet.mar",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut server = Server::spawn_with_auth(&args, &[]);
+    let (mut server, key_file) = start_with_keys(&store, &["mobilenet.mar"]);
 
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
@@ -200,7 +167,8 @@ fn https_through_rustls_when_certificate_files_are_set() {
         &["mobilenet.mar"],
         &format!(
             "inference_address=https://127.0.0.1:0\nmanagement_address=https://127.0.0.1:0\n\
-             metrics_address=https://127.0.0.1:0\ncertificate_file={}\nprivate_key_file={}",
+             metrics_address=https://127.0.0.1:0\ncertificate_file={}\nprivate_key_file={}\n\
+             enable_grpc_ssl=true",
             cert.display(),
             key.display()
         ),
@@ -232,6 +200,27 @@ fn https_through_rustls_when_certificate_files_are_set() {
     );
     let metrics = https.get(server.metrics_url("/metrics")).send().unwrap();
     assert_eq!(metrics.status().as_u16(), 200);
+    // gRPC over TLS with the same files (enable_grpc_ssl), through TorchServe's own
+    // client; a plaintext client gets nowhere.
+    assert!(server.stdout_has("gRPC inference API on grpcs://"));
+    let stubs = common::clients::clients()
+        .torchserve_grpc
+        .display()
+        .to_string();
+    let ping = |tls: &[&str]| {
+        let mut args = vec![
+            "--stubs",
+            stubs.as_str(),
+            "--inference",
+            server.grpc.as_str(),
+        ];
+        args.extend_from_slice(tls);
+        args.extend(["--timeout", "10", "ping"]);
+        common::clients::script("ts_grpc.py", &args)
+    };
+    let ca_path = ca.display().to_string();
+    assert_eq!(ping(&["--tls-ca", &ca_path])["health"]["status"], "Healthy");
+    assert_eq!(ping(&[])["error"]["code"], "UNAVAILABLE");
     // Plain HTTP on the HTTPS port gets no answer.
     let plain = server.url("/ping").replacen("https://", "http://", 1);
     assert!(client().get(plain).send().is_err());

@@ -550,7 +550,7 @@ fn archiver_checks_its_arguments() {
     std::fs::write(&empty, b"\0asm\x0d\0\x01\0").unwrap(); // a valid component that exports nothing
     let (ok, err) = run(&[&base[..], &[model, "--handler", empty.to_str().unwrap()]].concat());
     assert!(
-        !ok && err.contains("does not fit the wasmserve:handler@0.1.0 world"),
+        !ok && err.contains("does not fit the wasmserve:handler@0.1.1 world"),
         "{err}"
     );
 
@@ -599,7 +599,7 @@ fn start_in_background_then_stop() {
         &cfg,
         format!(
             "inference_address=http://127.0.0.1:{port}\nmanagement_address=http://127.0.0.1:0\n\
-             metrics_address=http://127.0.0.1:0\nkey_file={}\n",
+             metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ngrpc_management_port=0\nkey_file={}\n",
             store.path().join("key_file.json").display()
         ),
     )

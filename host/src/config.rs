@@ -37,6 +37,14 @@ pub struct ServerConfig {
     pub management_address: SocketAddr,
     /// `metrics_address`, default `http://127.0.0.1:8082`.
     pub metrics_address: SocketAddr,
+    /// `grpc_inference_address` (an IP, or IP:port) and `grpc_inference_port`, default
+    /// `127.0.0.1:7070`: TorchServe's and KServe's gRPC inference services.
+    pub grpc_inference_address: SocketAddr,
+    /// `grpc_management_address` and `grpc_management_port`, default `127.0.0.1:7071`.
+    pub grpc_management_address: SocketAddr,
+    /// `enable_grpc_ssl`, default false: the gRPC ports speak TLS, with
+    /// `certificate_file` and `private_key_file` (which it requires).
+    pub enable_grpc_ssl: bool,
     /// `enable_metrics_api`, default true: whether the metrics API listens and the
     /// server records metrics at all (off, requests skip the bookkeeping).
     pub enable_metrics_api: bool,
@@ -125,6 +133,9 @@ impl Default for ServerConfig {
             inference_address: "127.0.0.1:8080".parse().unwrap(),
             management_address: "127.0.0.1:8081".parse().unwrap(),
             metrics_address: "127.0.0.1:8082".parse().unwrap(),
+            grpc_inference_address: "127.0.0.1:7070".parse().unwrap(),
+            grpc_management_address: "127.0.0.1:7071".parse().unwrap(),
+            enable_grpc_ssl: false,
             enable_metrics_api: true,
             tls: None,
             disable_token_authorization: false,
@@ -244,6 +255,10 @@ impl ServerConfig {
                 "inference_address",
                 "an https:// address needs certificate_file and private_key_file",
             )),
+            None if self.enable_grpc_ssl => Err(bad(
+                "enable_grpc_ssl",
+                "gRPC over TLS needs certificate_file and private_key_file",
+            )),
             _ => Ok(()),
         }
     }
@@ -278,11 +293,6 @@ pub const TORCHSERVE_ONLY: &[&str] = &[
     "workflow_store",
     "vmargs",
     "prefer_direct_buffer",
-    "grpc_inference_port",
-    "grpc_management_port",
-    "grpc_inference_address",
-    "grpc_management_address",
-    "enable_grpc_ssl",
     "grpc_inference_max_connection_age_ms",
     "grpc_management_max_connection_age_ms",
     "grpc_inference_max_connection_age_grace_ms",
@@ -441,6 +451,56 @@ pub const KEYS: &[Key] = &[
         },
         write: |c| Some(format!("{}://{}", c.scheme(), c.metrics_address)),
         example: "http://127.0.0.1:9082",
+    },
+    Key {
+        name: "grpc_inference_address",
+        aliases: &[],
+        read: |c, k, v| {
+            c.grpc_inference_address = parse_grpc_address(k, v, c.grpc_inference_address)?;
+            Ok(())
+        },
+        write: |c| Some(c.grpc_inference_address.ip().to_string()),
+        example: "0.0.0.0",
+    },
+    Key {
+        name: "grpc_inference_port",
+        aliases: &[],
+        read: |c, k, v| {
+            c.grpc_inference_address.set_port(parse_port(k, v)?);
+            Ok(())
+        },
+        write: |c| Some(c.grpc_inference_address.port().to_string()),
+        example: "9070",
+    },
+    Key {
+        name: "grpc_management_address",
+        aliases: &[],
+        read: |c, k, v| {
+            c.grpc_management_address = parse_grpc_address(k, v, c.grpc_management_address)?;
+            Ok(())
+        },
+        write: |c| Some(c.grpc_management_address.ip().to_string()),
+        example: "0.0.0.0",
+    },
+    Key {
+        name: "grpc_management_port",
+        aliases: &[],
+        read: |c, k, v| {
+            c.grpc_management_address.set_port(parse_port(k, v)?);
+            Ok(())
+        },
+        write: |c| Some(c.grpc_management_address.port().to_string()),
+        example: "9071",
+    },
+    Key {
+        name: "enable_grpc_ssl",
+        aliases: &[],
+        read: |c, k, v| {
+            c.enable_grpc_ssl = parse_bool(k, v)?;
+            Ok(())
+        },
+        write: |c| Some(c.enable_grpc_ssl.to_string()),
+        example: "true",
     },
     Key {
         name: "certificate_file",
@@ -770,6 +830,32 @@ fn parse_address(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
             format!("{value:?} is not an address like http://127.0.0.1:8080"),
         )
     })
+}
+
+/// A gRPC address: an IP (TorchServe's form; the port stays `current`'s) or IP:port.
+fn parse_grpc_address(
+    key: &str,
+    value: &str,
+    current: SocketAddr,
+) -> Result<SocketAddr, ConfigError> {
+    let value = value.trim();
+    let host = if value == "localhost" {
+        "127.0.0.1"
+    } else {
+        value
+    };
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, current.port()));
+    }
+    parse_address(key, value)
+        .map_err(|_| bad(key, format!("{value:?} is not an IP address (or IP:port)")))
+}
+
+fn parse_port(key: &str, value: &str) -> Result<u16, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| bad(key, format!("{value:?} is not a port number (0-65535)")))
 }
 
 fn parse_regex_list(key: &str, value: &str) -> Result<Vec<regex::Regex>, ConfigError> {

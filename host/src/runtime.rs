@@ -26,6 +26,7 @@ use crate::guest_io::{
     CallBudget, CoarseMonotonicClock, CoarseWallClock, GuestOutput, ModelLabels,
 };
 use crate::slots::Slots;
+use crate::worker::stream::PieceSender;
 
 wasmtime::component::bindgen!({
     world: "handler",
@@ -89,7 +90,7 @@ pub enum RuntimeError {
     NotAComponent(String),
     /// A component, but not one of the `wasmserve:handler` world.
     #[error(
-        "the handler component does not fit the wasmserve:handler@0.1.0 world: {0}; build it against wit/handler.wit (the Rust SDK handlers/sdk does this)"
+        "the handler component does not fit the wasmserve:handler@0.1.1 world (any 0.1.z fits): {0}; build it against wit/handler.wit (the Rust SDK handlers/sdk does this)"
     )]
     WrongWorld(String),
     /// Instantiation failed (for instance, the instance pool is full).
@@ -126,6 +127,9 @@ pub struct HostState {
     /// When the current call must end: sleeps inside the guest are cut short at it, so
     /// that a guest waiting in a host call cannot outlive its time limit.
     call_deadline: Option<Instant>,
+    /// Where the current request's intermediate responses go (`None`: its caller wants
+    /// one answer, and they are dropped).
+    stream: Option<PieceSender>,
 }
 
 impl WasiView for HostState {
@@ -156,6 +160,19 @@ impl self::wasmserve::handler::host::Host for HostState {
     fn metric(&mut self, name: String, value: f64, unit: String, labels: Vec<(String, String)>) {
         if self.budget.take_metric() {
             crate::metrics::handler_metric(&self.labels, &name, value, &unit, &labels);
+        }
+    }
+}
+
+/// The `streaming` interface: a piece of the current request's answer, queued for its
+/// client (see `worker::stream`), waiting within the call's deadline while it is full.
+impl self::wasmserve::handler::streaming::Host for HostState {
+    fn send_intermediate(&mut self, response: Response) -> Result<(), String> {
+        match &self.stream {
+            None => Ok(()),
+            Some(stream) => stream
+                .send(response, self.call_deadline)
+                .map_err(|e| e.to_string()),
         }
     }
 }
@@ -581,6 +598,7 @@ impl HandlerComponent {
             labels,
             budget,
             call_deadline: None,
+            stream: None,
         };
         let call_timeout = sandbox.call_timeout.min(self.limits.call_timeout);
         let mut store = Store::new(&self.engine, state);
@@ -620,20 +638,25 @@ pub struct HandlerInstance {
 
 impl HandlerInstance {
     /// Runs `preprocess`. `Ok(Err(_))` is the handler's own error for this request;
-    /// `Err(_)` means the instance trapped and must be replaced.
+    /// `Err(_)` means the instance trapped and must be replaced. The handler's
+    /// intermediate responses go to `stream` (dropped when `None`).
     pub fn preprocess(
         &mut self,
         req: &Request,
+        stream: Option<&PieceSender>,
     ) -> Result<Result<Vec<Tensor>, HandlerError>, RuntimeError> {
+        self.store.data_mut().stream = stream.cloned();
         self.call(|b, s| b.call_preprocess(s, req))
     }
 
-    /// Runs `postprocess`, with the same error convention as [`Self::preprocess`].
+    /// Runs `postprocess`, with the same conventions as [`Self::preprocess`].
     pub fn postprocess(
         &mut self,
         req: &Request,
         outputs: &[Tensor],
+        stream: Option<&PieceSender>,
     ) -> Result<Result<Response, HandlerError>, RuntimeError> {
+        self.store.data_mut().stream = stream.cloned();
         self.call(|b, s| b.call_postprocess(s, req, outputs))
     }
 
@@ -650,6 +673,7 @@ impl HandlerInstance {
         let result = f(&self.bindings, &mut self.store);
         let state = self.store.data_mut();
         state.call_deadline = None;
+        state.stream = None;
         state.budget.finish(&state.labels);
         result.map_err(|e| {
             let msg = match e.downcast_ref::<wasmtime::Trap>() {

@@ -47,6 +47,17 @@ pub struct StartArgs {
     /// (`<log-dir>/config`), default ./logs.
     #[arg(long, default_value = "logs")]
     pub log_dir: PathBuf,
+    /// A config.properties key over every other source (the config file, a snapshot),
+    /// e.g. `--set grpc_inference_port=0`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 impl StartArgs {
@@ -87,6 +98,9 @@ impl StartArgs {
             (None, Some((_, config))) => config,
             (None, None) => ServerConfig::default(),
         };
+        if !self.settings.is_empty() {
+            config.apply(&self.settings.iter().cloned().collect())?;
+        }
         if let Some(store) = &self.model_store {
             config.model_store = Some(store.clone());
         }
@@ -163,8 +177,12 @@ async fn bind(addr: std::net::SocketAddr, what: &str, key: &str) -> anyhow::Resu
     })
 }
 
-/// The TLS acceptor of the HTTPS listeners, from the PEM files.
-fn tls_acceptor(files: &crate::config::TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+/// The TLS acceptor of the HTTPS listeners, from the PEM files; `alpn`: the protocols
+/// offered (`h2` for gRPC, whose clients insist on it).
+fn tls_acceptor(
+    files: &crate::config::TlsFiles,
+    alpn: &[&[u8]],
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     for file in [&files.certificate_file, &files.private_key_file] {
@@ -190,11 +208,12 @@ fn tls_acceptor(files: &crate::config::TlsFiles) -> anyhow::Result<tokio_rustls:
         )
     })?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .context("the certificate and the private key do not fit together")?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -203,7 +222,15 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
         config,
         snapshot_trouble,
     } = startup;
-    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|files| tls_acceptor(files, &[]))
+        .transpose()?;
+    let grpc_tls = match (&config.tls, config.enable_grpc_ssl) {
+        (Some(files), true) => Some(tls_acceptor(files, &[b"h2"])?),
+        _ => None,
+    };
     let inference = bind(
         config.inference_address,
         "inference API",
@@ -216,12 +243,25 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
         "management_address",
     )
     .await?;
+    let grpc_inference = bind(
+        config.grpc_inference_address,
+        "gRPC inference API",
+        "grpc_inference_address / grpc_inference_port",
+    )
+    .await?;
+    let grpc_management = bind(
+        config.grpc_management_address,
+        "gRPC management API",
+        "grpc_management_address / grpc_management_port",
+    )
+    .await?;
     let metrics = match config.enable_metrics_api {
         true => Some(bind(config.metrics_address, "metrics API", "metrics_address").await?),
         false => None,
     };
     crate::metrics::global().set_enabled(config.enable_metrics_api);
     let (inference_addr, management_addr) = (inference.local_addr()?, management.local_addr()?);
+    let grpc_addrs = (grpc_inference.local_addr()?, grpc_management.local_addr()?);
     let auth = if config.disable_token_authorization {
         tracing::warn!(
             "token authorization is disabled: anyone who can reach the APIs can use them"
@@ -292,6 +332,25 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
         },
         shutdown_rx.clone(),
     ));
+    let grpc = crate::frontend::grpc::GrpcOptions {
+        tls: grpc_tls.clone(),
+        auth: auth.clone(),
+        client_timeout: core.config.client_timeout,
+    };
+    let grpc_servers = [
+        tokio::spawn(crate::frontend::grpc::serve_inference(
+            grpc_inference,
+            core.clone(),
+            grpc.clone(),
+            shutdown_rx.clone(),
+        )),
+        tokio::spawn(crate::frontend::grpc::serve_management(
+            grpc_management,
+            core.clone(),
+            grpc,
+            shutdown_rx.clone(),
+        )),
+    ];
     let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
     let metrics_server = metrics.map(|listener| {
         tokio::spawn(crate::http::serve(
@@ -326,6 +385,15 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
     }
     println!("wasmserve: inference API on {scheme}://{inference_addr}");
     println!("wasmserve: management API on {scheme}://{management_addr}");
+    let grpc_scheme = if grpc_tls.is_some() { "grpcs" } else { "grpc" };
+    println!(
+        "wasmserve: gRPC inference API on {grpc_scheme}://{}",
+        grpc_addrs.0
+    );
+    println!(
+        "wasmserve: gRPC management API on {grpc_scheme}://{}",
+        grpc_addrs.1
+    );
     if let Some(addr) = metrics_addr {
         println!("wasmserve: metrics API on {scheme}://{addr}");
     }
@@ -335,6 +403,9 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
     tracing::info!("stopping: no new connections; finishing requests in flight");
     let _ = shutdown_tx.send(true);
     let _ = tokio::join!(inference_server, management_server);
+    for server in grpc_servers {
+        let _ = server.await;
+    }
     if let Some(m) = metrics_server {
         let _ = m.await;
     }

@@ -31,6 +31,7 @@ use crate::runtime::{
 use crate::slots::Slot;
 
 mod board;
+pub mod stream;
 use board::{ABANDONED, lock};
 pub use board::{LaneBoard, LaneHealth, LaneState, SubmitError, abandoned_lanes};
 
@@ -76,7 +77,18 @@ pub struct Job {
     pub input: Input,
     /// When it was queued: queue time is measured from here.
     pub enqueued: Instant,
+    /// Where the handler's intermediate responses go, for a caller that streams.
+    pub stream: Option<stream::PieceSender>,
+    /// The final answer (after every piece sent to `stream`).
     pub reply: oneshot::Sender<Result<Output, PredictError>>,
+}
+
+impl Job {
+    /// Whether the caller stopped waiting (its client went away, or it timed out):
+    /// the job is dropped unprocessed.
+    fn cancelled(&self) -> bool {
+        self.reply.is_closed() || self.stream.as_ref().is_some_and(|s| s.is_closed())
+    }
 }
 
 /// What a lane needs; shared by all lanes of a model version.
@@ -273,6 +285,7 @@ struct Pending {
     id: String,
     /// The handler's request (`None`: tensors in, tensors out).
     request: Option<Request>,
+    stream: Option<stream::PieceSender>,
     reply: oneshot::Sender<Result<Output, PredictError>>,
     inputs: Vec<Tensor>,
     times: LaneTimes,
@@ -293,10 +306,15 @@ fn run_batch(
     let batch_started = Instant::now();
     let mut pending = Vec::with_capacity(batch.len());
     for job in batch {
+        if job.cancelled() {
+            tracing::debug!(request_id = %job.id, "dropped from the queue: its client went away");
+            continue;
+        }
         let Job {
             id,
             input,
             enqueued,
+            stream,
             reply: tx,
         } = job;
         let _span = request_span(&id).entered();
@@ -313,6 +331,7 @@ fn run_batch(
                     Ok(()) if !inputs.is_empty() => pending.push(Pending {
                         id,
                         request: None,
+                        stream,
                         reply: tx,
                         inputs,
                         times,
@@ -333,7 +352,7 @@ fn run_batch(
             send(tx, Err(no_instance(state)));
             continue;
         };
-        let result = handler.preprocess(&request);
+        let result = handler.preprocess(&request, stream.as_ref());
         times.handler = started.elapsed();
         match result {
             // No input at all is the handler's fault (a wrong number of them may be the
@@ -350,6 +369,7 @@ fn run_batch(
                 Ok(()) => pending.push(Pending {
                     id,
                     request: Some(request),
+                    stream,
                     reply: tx,
                     inputs,
                     times,
@@ -402,17 +422,19 @@ fn run_batch(
                 (Ok(outputs), None) => Ok(Output::Tensors(outputs)),
                 (Ok(outputs), Some(request)) => match instance.as_mut() {
                     None => Err(no_instance(state)),
-                    Some(handler) => match handler.postprocess(request, &outputs) {
-                        Ok(Ok(resp)) => Ok(Output::Response(resp)),
-                        Ok(Err(e)) => Err(PredictError::Handler {
-                            status: e.status,
-                            message: e.message,
-                        }),
-                        Err(e) => {
-                            renew(ctx, instance, state, queue);
-                            Err(PredictError::Crash(e.to_string()))
+                    Some(handler) => {
+                        match handler.postprocess(request, &outputs, p.stream.as_ref()) {
+                            Ok(Ok(resp)) => Ok(Output::Response(resp)),
+                            Ok(Err(e)) => Err(PredictError::Handler {
+                                status: e.status,
+                                message: e.message,
+                            }),
+                            Err(e) => {
+                                renew(ctx, instance, state, queue);
+                                Err(PredictError::Crash(e.to_string()))
+                            }
                         }
-                    },
+                    }
                 },
             };
             p.times.handler += started.elapsed();

@@ -2,6 +2,9 @@
 //! a temporary model store, the shared assets and the built handler components.
 #![allow(dead_code)]
 
+pub mod clients;
+pub mod keepalive;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -124,6 +127,18 @@ impl ModelStore {
         ]
     }
 
+    /// The streaming example over vit4mnist (`examples/stream_classifier`, `transform:
+    /// mnist`, top 3), served as `streamer`: one answer streamed per digit of a form.
+    pub fn digit_streamer(&self) -> PathBuf {
+        self.archive_with_config(
+            "streamer",
+            &asset("models/vit4mnist.ptl"),
+            guest("stream_classifier").to_str().unwrap(),
+            &[],
+            Some("transform: mnist\ntopk: 3\n"),
+        )
+    }
+
     /// The ImageNet classifier archive most tests use.
     pub fn mobilenet(&self) -> PathBuf {
         self.mobilenet_with_config(None)
@@ -141,6 +156,67 @@ impl ModelStore {
     }
 }
 
+/// A server over `store` serving `models`, with token authorization on (the default)
+/// and its keys in `store/key_file.json`: the server and the key file.
+pub fn start_with_keys(store: &ModelStore, models: &[&str]) -> (Server, PathBuf) {
+    let key_file = store.path().join("key_file.json");
+    let cfg = store.path().join("auth.properties");
+    std::fs::write(
+        &cfg,
+        format!(
+            "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n\
+             metrics_address=http://127.0.0.1:0\nkey_file={}\n",
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let mut args: Vec<String> = vec![
+        "--model-store".into(),
+        store.path().display().to_string(),
+        "--ts-config".into(),
+        cfg.display().to_string(),
+        "--log-dir".into(),
+        store.path().join("logs").display().to_string(),
+        "--models".into(),
+    ];
+    args.extend(models.iter().map(|m| m.to_string()));
+    (Server::spawn_with_auth(&args, &[]), key_file)
+}
+
+/// The keys of a key file (`key_file.json`).
+pub fn keys(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A `multipart/form-data` body of `fields` (name, file): its content type and bytes.
+pub fn multipart<N: AsRef<str>>(fields: &[(N, Vec<u8>)]) -> (String, Vec<u8>) {
+    use std::io::Write as _;
+    let boundary = "wasmserve-test-boundary-7f3a";
+    let mut body = Vec::new();
+    for (name, data) in fields {
+        let name = name.as_ref();
+        write!(
+            body,
+            "--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\ncontent-type: application/octet-stream\r\n\r\n"
+        )
+        .unwrap();
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    write!(body, "--{boundary}--\r\n").unwrap();
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// The `--set` values that put both gRPC ports on ephemeral ports (the defaults,
+/// 7070 and 7071, would collide between tests running at once); the same lines go
+/// into the config files of servers started without [`Server`].
+pub const GRPC_EPHEMERAL: [&str; 2] = ["grpc_inference_port=0", "grpc_management_port=0"];
+
+/// `host:port` of an announced `grpc://` or `grpcs://` address.
+fn host_port(url: &str) -> String {
+    url.split("://").nth(1).unwrap_or(url).to_string()
+}
+
 /// A `wasmserve start --foreground` child on an ephemeral port, stopped on drop.
 pub struct Server {
     child: Child,
@@ -148,6 +224,10 @@ pub struct Server {
     pub base: String,
     /// `http://127.0.0.1:PORT` of the management API.
     pub management: String,
+    /// `127.0.0.1:PORT` of the gRPC inference port (TorchServe's and KServe's
+    /// services), and of the gRPC management port.
+    pub grpc: String,
+    pub grpc_management: String,
     /// `http://127.0.0.1:PORT` of the metrics API, once announced.
     metrics: Option<String>,
     log: Arc<Mutex<String>>,
@@ -196,11 +276,14 @@ impl Server {
 
     /// `wasmserve start --foreground ARGS…` (token authorization as ARGS say); waits
     /// until both APIs listen.
+    /// The gRPC ports are ephemeral too (`--set`), unless ARGS set them.
     pub fn spawn_with_auth(args: &[String], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(bin());
-        cmd.args(["start", "--foreground"])
-            .args(args)
-            .envs(env.iter().copied());
+        cmd.args(["start", "--foreground"]).args(args);
+        if !args.iter().any(|a| a.starts_with("grpc_")) {
+            cmd.args(GRPC_EPHEMERAL.iter().flat_map(|kv| ["--set", kv]));
+        }
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -218,7 +301,13 @@ impl Server {
                     out.push_str(&line);
                     out.push('\n');
                 }
-                for api in ["inference", "management", "metrics"] {
+                for api in [
+                    "inference",
+                    "management",
+                    "metrics",
+                    "gRPC inference",
+                    "gRPC management",
+                ] {
                     if let Some(url) = line.strip_prefix(&format!("wasmserve: {api} API on ")) {
                         let _ = tx.send((api, url.to_string()));
                     }
@@ -235,11 +324,18 @@ impl Server {
             }
         });
         let (mut base, mut management) = (String::new(), String::new());
+        let (mut grpc, mut grpc_management) = (String::new(), String::new());
         let mut metrics = None;
-        while base.is_empty() || management.is_empty() {
+        while base.is_empty()
+            || management.is_empty()
+            || grpc.is_empty()
+            || grpc_management.is_empty()
+        {
             match rx.recv_timeout(Duration::from_secs(120)) {
                 Ok(("inference", url)) => base = url,
                 Ok(("metrics", url)) => metrics = Some(url),
+                Ok(("gRPC inference", url)) => grpc = host_port(&url),
+                Ok(("gRPC management", url)) => grpc_management = host_port(&url),
                 Ok((_, url)) => management = url,
                 Err(_) => {
                     let _ = child.kill();
@@ -254,6 +350,8 @@ impl Server {
             child,
             base,
             management,
+            grpc,
+            grpc_management,
             metrics,
             log,
             printed,

@@ -14,6 +14,7 @@
 //!   inside a JSON body), [`Request::input_text`], [`Request::input_json`];
 //! - responses and errors: [`Response::json`], [`Error::bad_request`];
 //! - logging and custom metrics through the host: [`log`], [`metric`];
+//! - answers in pieces: [`send_intermediate`] (chunked HTTP, gRPC streams);
 //! - the archive's extra files: [`model_file`];
 //! - image transforms as torchvision does them ([`vision`], feature `vision`, default on);
 //! - output helpers: [`output::softmax`], [`output::top_k`], [`output::LabelMap`].
@@ -161,6 +162,32 @@ pub fn metric(name: &str, value: f64, unit: &str, labels: &[(&str, &str)]) {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     bindings::wasmserve::handler::host::metric(name, value, unit, &labels);
+}
+
+/// Sends `response` to the client of the current request now, before the response
+/// [`Handler::postprocess`] returns (always the last piece): TorchServe's
+/// `send_intermediate_predict_response`. Over HTTP the first piece's status and headers
+/// start a chunked response and each piece's body is one chunk; over gRPC each piece is
+/// one stream message. A caller that asked for one answer (KServe REST, unary gRPC) gets
+/// only the final response (pieces for it are dropped, and this returns `Ok`).
+///
+/// Waits while the client is a few pieces behind, within the call's time limit. An
+/// `Err` means the piece did not go out and none will: the client went away, the wait
+/// ran out, or the response is invalid. Stop and return then (`?` into an
+/// [`Error::internal`] does).
+///
+/// ```no_run
+/// # use wasmserve_handler::{Error, Response};
+/// # fn f(labels: &[String]) -> Result<Response, Error> {
+/// for label in labels {
+///     let piece = Response::json(&serde_json::json!({ "label": label }))?;
+///     wasmserve_handler::send_intermediate(&piece).map_err(Error::internal)?;
+/// }
+/// Response::json(&serde_json::json!({ "done": labels.len() }))
+/// # }
+/// ```
+pub fn send_intermediate(response: &Response) -> Result<(), String> {
+    bindings::wasmserve::handler::streaming::send_intermediate(response)
 }
 
 /// Reads a file the archive carries (an `--extra-files` entry, `model-config.yaml`, …).

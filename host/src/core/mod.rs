@@ -6,6 +6,8 @@
 //! - [`Core::predict`]: a request for a model's handler, or ready tensors for its
 //!   forward, through the version's queue, batching and lanes, bounded by its
 //!   `responseTimeout` and the server's `max_response_size` ([`predict`]);
+//!   [`Core::predict_streaming`]: the same, with a streaming handler's intermediate
+//!   responses handed out as they come ([`Streamed`]);
 //! - [`Core::register`], [`Core::scale`], [`Core::unregister`], [`Core::set_default`]:
 //!   the lifecycle, each writing its own snapshot once it happened ([`manage`]);
 //! - [`Core::status`], [`Core::ready`]: what is served and whether it can answer
@@ -29,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use crate::worker::{Input, Output};
 pub use error::Error;
 pub use manage::{Registered, Registration, Scaled};
+pub use predict::{Piece, Streamed};
 pub use status::ModelStatus;
 
 use crate::config::ServerConfig;

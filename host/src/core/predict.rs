@@ -1,5 +1,7 @@
 //! The one way into a model: queue the input on a version, wait for its answer within
-//! the version's `responseTimeout`, check the answer's size, count it.
+//! the version's `responseTimeout`, check the answer's size, count it. Either as one
+//! answer ([`Core::predict`]) or as the pieces a streaming handler sends before its
+//! final answer ([`Core::predict_streaming`], read with [`Streamed::next`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +11,78 @@ use tokio::sync::oneshot;
 use super::{Core, Error, Input, Output};
 use crate::registry::{LookupError, ModelVersion};
 use crate::runtime::Response;
+use crate::worker::stream::{self, PieceReceiver, PieceSender};
 use crate::worker::{Job, PredictError, SubmitError};
+
+type Reply = oneshot::Receiver<Result<Output, PredictError>>;
+
+/// One piece of a streamed answer.
+#[derive(Debug)]
+pub enum Piece {
+    /// A response the handler sent ahead of its final one (`send-intermediate`).
+    Intermediate(Response),
+    /// The final answer: nothing comes after it.
+    Final(Output),
+}
+
+/// An answer on its way, piece by piece ([`Core::predict_streaming`]). Dropping it
+/// cancels the rest: the handler's next `send-intermediate` fails, and a job still
+/// queued is not run.
+pub struct Streamed {
+    pieces: PieceReceiver,
+    reply: Option<Reply>,
+    /// The final answer, once it came (the pieces queued before it go out first).
+    last: Option<Result<Output, Error>>,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    started: Instant,
+    max_response_size: usize,
+    name: String,
+    version: String,
+}
+
+impl Streamed {
+    /// The next piece; `None` after the final answer or an error.
+    pub async fn next(&mut self) -> Option<Result<Piece, Error>> {
+        loop {
+            if let Some(piece) = self.pieces.try_recv() {
+                return Some(Ok(Piece::Intermediate(piece)));
+            }
+            if let Some(last) = self.last.take() {
+                return Some(last.map(Piece::Final));
+            }
+            let reply = self.reply.as_mut()?;
+            enum Woke {
+                Queued,
+                Replied(Result<Output, PredictError>),
+                TimedOut,
+            }
+            let woke = tokio::select! {
+                biased;
+                _ = self.pieces.queued() => Woke::Queued,
+                result = reply => Woke::Replied(received(result)),
+                _ = tokio::time::sleep_until(self.deadline) => Woke::TimedOut,
+            };
+            match woke {
+                Woke::Queued => {}
+                Woke::Replied(result) => {
+                    self.reply = None;
+                    crate::metrics::global().inference(
+                        &self.name,
+                        &self.version,
+                        self.started.elapsed(),
+                    );
+                    // The pieces sent before the final answer are queued by now.
+                    self.last = Some(finish(result, self.max_response_size));
+                }
+                Woke::TimedOut => {
+                    self.reply = None;
+                    return Some(Err(timed_out(self.timeout)));
+                }
+            }
+        }
+    }
+}
 
 /// The most header bytes a handler's answer may carry (`max_response_size` bounds its
 /// body).
@@ -59,103 +132,150 @@ impl Core {
             .collect()
     }
 
+    /// Runs `input` on `target` as [`Core::predict`] does, handing out the handler's
+    /// intermediate responses as they come, then the final answer. Fails at once when
+    /// the request cannot be queued.
+    pub fn predict_streaming(
+        &self,
+        target: &Arc<ModelVersion>,
+        id: &str,
+        input: Input,
+    ) -> Result<Streamed, Error> {
+        let started = Instant::now();
+        let (tx, pieces) = stream::channel(self.config.max_response_size);
+        let reply = submit(target, id, input, Some(tx))?;
+        let timeout = target.settings.response_timeout;
+        Ok(Streamed {
+            pieces,
+            reply: Some(reply),
+            last: None,
+            deadline: tokio::time::Instant::now() + timeout + Duration::from_secs(1),
+            timeout,
+            started,
+            max_response_size: self.config.max_response_size,
+            name: target.name.clone(),
+            version: target.version.clone(),
+        })
+    }
+
     async fn predict_on(
         &self,
         target: &ModelVersion,
         id: &str,
         input: Input,
     ) -> Result<Output, Error> {
-        let (tx, rx) = oneshot::channel();
-        let job = Job {
-            id: id.to_string(),
-            input,
-            enqueued: Instant::now(),
-            reply: tx,
-        };
-        match target.submit(job) {
-            Ok(()) => {}
-            // Unregistered while the request arrived: as if it had not been there.
-            Err(SubmitError::Closed(_)) => {
-                return Err(LookupError::VersionNotFound {
-                    model: target.name.clone(),
-                    version: target.version.clone(),
-                }
-                .into());
-            }
-            Err(SubmitError::NoWorker(_)) => {
-                return Err(Error::Unavailable(target.no_worker_message()));
-            }
-            Err(SubmitError::Full(_)) => {
-                return Err(Error::Unavailable(format!(
-                    "{} Its job queue is full (jobQueueSize {}).",
-                    target.no_worker_message(),
-                    target.settings.job_queue_size
-                )));
-            }
-        }
+        let rx = submit(target, id, input, None)?;
         // The lane bounds each handler call by the same timeout and answers first; the
         // grace second lets its message arrive.
         let timeout = target.settings.response_timeout;
-        let result = match tokio::time::timeout(timeout + Duration::from_secs(1), rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => {
-                return Err(Error::Unavailable(
-                    "the worker stopped before answering".into(),
-                ));
+        match tokio::time::timeout(timeout + Duration::from_secs(1), rx).await {
+            Ok(result) => finish(received(result), self.config.max_response_size),
+            Err(_) => Err(timed_out(timeout)),
+        }
+    }
+}
+
+/// Queues `input` on `target`; the receiver of its final answer.
+fn submit(
+    target: &ModelVersion,
+    id: &str,
+    input: Input,
+    stream: Option<PieceSender>,
+) -> Result<Reply, Error> {
+    let (tx, rx) = oneshot::channel();
+    let job = Job {
+        id: id.to_string(),
+        input,
+        enqueued: Instant::now(),
+        stream,
+        reply: tx,
+    };
+    match target.submit(job) {
+        Ok(()) => {}
+        // Unregistered while the request arrived: as if it had not been there.
+        Err(SubmitError::Closed) => {
+            return Err(LookupError::VersionNotFound {
+                model: target.name.clone(),
+                version: target.version.clone(),
             }
-            Err(_) => {
-                return Err(Error::Unavailable(format!(
-                    "the request timed out after {} s (responseTimeout)",
-                    timeout.as_secs()
+            .into());
+        }
+        Err(SubmitError::NoWorker) => {
+            return Err(Error::Unavailable(target.no_worker_message()));
+        }
+        Err(SubmitError::Full) => {
+            return Err(Error::Unavailable(format!(
+                "{} Its job queue is full (jobQueueSize {}).",
+                target.no_worker_message(),
+                target.settings.job_queue_size
+            )));
+        }
+    }
+    Ok(rx)
+}
+
+fn received(
+    result: Result<Result<Output, PredictError>, oneshot::error::RecvError>,
+) -> Result<Output, PredictError> {
+    result.unwrap_or_else(|_| {
+        Err(PredictError::Unavailable(
+            "the worker stopped before answering".into(),
+        ))
+    })
+}
+
+fn timed_out(timeout: Duration) -> Error {
+    Error::Unavailable(format!(
+        "the request timed out after {} s (responseTimeout)",
+        timeout.as_secs()
+    ))
+}
+
+/// The final answer, checked against `max_response_size` and the handler's limits.
+fn finish(result: Result<Output, PredictError>, max_response_size: usize) -> Result<Output, Error> {
+    match result {
+        Ok(Output::Response(resp)) => {
+            check_response(&resp, max_response_size)?;
+            Ok(Output::Response(resp))
+        }
+        Ok(Output::Tensors(t)) => {
+            let size: usize = t.iter().map(|t| t.data.len()).sum();
+            if size > max_response_size {
+                return Err(Error::Internal(format!(
+                    "the model's outputs take {size} bytes, over max_response_size ({max_response_size} bytes)"
                 )));
             }
-        };
-        match result {
-            Ok(Output::Response(resp)) => {
-                self.check_response(&resp)?;
-                Ok(Output::Response(resp))
-            }
-            Ok(Output::Tensors(t)) => {
-                let size: usize = t.iter().map(|t| t.data.len()).sum();
-                if size > self.config.max_response_size {
-                    return Err(Error::Internal(format!(
-                        "the model's outputs take {size} bytes, over max_response_size ({} bytes)",
-                        self.config.max_response_size
-                    )));
-                }
-                Ok(Output::Tensors(t))
-            }
-            Err(e) => Err(prediction_error(e)),
+            Ok(Output::Tensors(t))
         }
+        Err(e) => Err(prediction_error(e)),
     }
+}
 
-    fn check_response(&self, resp: &Response) -> Result<(), Error> {
-        if resp.body.len() > self.config.max_response_size {
-            return Err(Error::Internal(format!(
-                "the handler's response of {} bytes exceeds max_response_size ({} bytes)",
-                resp.body.len(),
-                self.config.max_response_size
-            )));
-        }
-        let headers: usize = resp
-            .headers
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 4)
-            .sum();
-        if headers > MAX_HANDLER_HEADERS {
-            return Err(Error::Internal(format!(
-                "the handler's response headers take {headers} bytes, over the {MAX_HANDLER_HEADERS} \
-                 allowed beside max_response_size (which counts the body)"
-            )));
-        }
-        if !(200..=599).contains(&resp.status) {
-            return Err(Error::Internal(format!(
-                "the handler answered with status {}, which is not a final HTTP status (200-599)",
-                resp.status
-            )));
-        }
-        Ok(())
+fn check_response(resp: &Response, max_response_size: usize) -> Result<(), Error> {
+    if resp.body.len() > max_response_size {
+        return Err(Error::Internal(format!(
+            "the handler's response of {} bytes exceeds max_response_size ({max_response_size} bytes)",
+            resp.body.len(),
+        )));
     }
+    let headers: usize = resp
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 4)
+        .sum();
+    if headers > MAX_HANDLER_HEADERS {
+        return Err(Error::Internal(format!(
+            "the handler's response headers take {headers} bytes, over the {MAX_HANDLER_HEADERS} \
+             allowed beside max_response_size (which counts the body)"
+        )));
+    }
+    if !(200..=599).contains(&resp.status) {
+        return Err(Error::Internal(format!(
+            "the handler answered with status {}, which is not a final HTTP status (200-599)",
+            resp.status
+        )));
+    }
+    Ok(())
 }
 
 /// A failure on a lane: the handler's status, 500 for a crash, 503 for the model,

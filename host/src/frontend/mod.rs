@@ -4,11 +4,13 @@
 //!
 //! - [`torchserve`]: TorchServe's inference and management REST APIs;
 //! - [`kserve`]: KServe's Open Inference Protocol (v2) and v1 REST;
+//! - [`grpc`]: TorchServe's gRPC services and KServe v2's `GRPCInferenceService`;
 //! - [`metrics`]: the Prometheus metrics API.
 //!
 //! The inference port serves TorchServe's routes, `/v2/...` and `/v1/...` side by
 //! side ([`InferencePort`]).
 
+pub mod grpc;
 pub mod kserve;
 pub mod metrics;
 pub mod torchserve;

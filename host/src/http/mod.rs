@@ -37,8 +37,22 @@ const DRAIN_LIMIT: usize = 8 << 20;
 /// The header carrying a request's id, the client's or a new one.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Every response body the APIs send.
-pub type Body = Full<Bytes>;
+/// Every response body the APIs send: whole (with a `content-length`) or streamed
+/// (chunked).
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    use http_body_util::BodyExt as _;
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+/// A body sent as the chunks `stream` yields, in order, as they come.
+pub fn streamed(stream: impl futures_util::Stream<Item = Bytes> + Send + 'static) -> Body {
+    use futures_util::StreamExt as _;
+    use http_body_util::BodyExt as _;
+    http_body_util::StreamBody::new(stream.map(|b| Ok(hyper::body::Frame::data(b)))).boxed_unsync()
+}
 
 /// A pretty-printed JSON response, as TorchServe sends them.
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
@@ -52,8 +66,8 @@ pub fn bytes_response(status: StatusCode, content_type: &str, body: Bytes) -> Re
     Response::builder()
         .status(status)
         .header(hyper::header::CONTENT_TYPE, content_type)
-        .body(Full::new(body))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"{}"))))
+        .body(full(body))
+        .unwrap_or_else(|_| Response::new(full(Bytes::from_static(b"{}"))))
 }
 
 /// A request's headers as a handler sees them (names in lower case), without those

@@ -13,14 +13,15 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::{Job, LaneContext, PredictError, send};
 
-/// Why a job was not queued; the job comes back.
+/// Why a job was not queued (the job is dropped: its caller answers for it).
+#[derive(Debug, PartialEq)]
 pub enum SubmitError {
     /// The version was taken out of service (unregistered).
-    Closed(Job),
+    Closed,
     /// No lane can take it: no worker, or none with a working instance.
-    NoWorker(Job),
+    NoWorker,
     /// The queue is full (`job_queue_size`).
-    Full(Job),
+    Full,
 }
 
 /// What the lanes of one version share: each lane's state, and the gate of the queue.
@@ -146,14 +147,14 @@ impl LaneContext {
     pub fn submit(&self, queue: &Sender<Job>, job: Job) -> Result<(), SubmitError> {
         let closed = lock(&self.board.closed);
         if *closed {
-            return Err(SubmitError::Closed(job));
+            return Err(SubmitError::Closed);
         }
         if self.ready_lanes() == 0 {
-            return Err(SubmitError::NoWorker(job));
+            return Err(SubmitError::NoWorker);
         }
         queue.try_send(job).map_err(|e| match e {
-            TrySendError::Full(j) => SubmitError::Full(j),
-            TrySendError::Disconnected(j) => SubmitError::Closed(j),
+            TrySendError::Full(_) => SubmitError::Full,
+            TrySendError::Disconnected(_) => SubmitError::Closed,
         })
     }
 

@@ -101,12 +101,12 @@ struct WireOutput {
     parameters: Option<Map<String, Value>>,
 }
 
-fn invalid(message: impl Into<String>) -> Error {
+pub fn invalid(message: impl Into<String>) -> Error {
     Error::InvalidInput(message.into())
 }
 
 /// Parameters are a map of strings, numbers and booleans.
-fn check_parameters(what: &str, p: &Map<String, Value>) -> Result<(), Error> {
+pub fn check_parameters(what: &str, p: &Map<String, Value>) -> Result<(), Error> {
     match p
         .iter()
         .find(|(_, v)| !(v.is_string() || v.is_number() || v.is_boolean()))
@@ -138,26 +138,8 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
     let mut inputs = Vec::with_capacity(wire.inputs.len());
     for input in wire.inputs {
         let at = format!("input {:?}", input.name);
-        if inputs.iter().any(|t: &Tensor| t.name == input.name) {
-            return Err(invalid(format!("{at} is given twice")));
-        }
-        let datatype = Datatype::from_name(&input.datatype).ok_or_else(|| {
-            invalid(format!(
-                "{at} has the unknown datatype {:?}; the datatypes are {}",
-                input.datatype,
-                Datatype::ALL.map(Datatype::name).join(", ")
-            ))
-        })?;
-        let shape = input
-            .shape
-            .iter()
-            .map(|&d| u64::try_from(d).ok())
-            .collect::<Option<Vec<u64>>>()
-            .ok_or_else(|| invalid(format!("{at} has a negative dimension in its shape")))?;
-        let elements = shape
-            .iter()
-            .try_fold(1u64, |n, &d| n.checked_mul(d))
-            .ok_or_else(|| invalid(format!("{at}: its shape {shape:?} is too large")))?;
+        let (datatype, shape, elements) =
+            input_header(&at, &inputs, &input.name, &input.datatype, &input.shape)?;
         let params = input.parameters.unwrap_or_default();
         check_parameters(&at, &params)?;
         let binary_size = match params.get("binary_data_size") {
@@ -227,14 +209,64 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
     })
 }
 
+/// Checks an input's name (not given twice), datatype and shape; its datatype, shape
+/// and number of elements. `at` names it in errors.
+pub fn input_header(
+    at: &str,
+    earlier: &[Tensor],
+    name: &str,
+    datatype: &str,
+    shape: &[i64],
+) -> Result<(Datatype, Vec<u64>, u64), Error> {
+    if earlier.iter().any(|t| t.name == name) {
+        return Err(invalid(format!("{at} is given twice")));
+    }
+    let datatype = Datatype::from_name(datatype).ok_or_else(|| {
+        invalid(format!(
+            "{at} has the unknown datatype {datatype:?}; the datatypes are {}",
+            Datatype::ALL.map(Datatype::name).join(", ")
+        ))
+    })?;
+    let shape = shape
+        .iter()
+        .map(|&d| u64::try_from(d).ok())
+        .collect::<Option<Vec<u64>>>()
+        .ok_or_else(|| invalid(format!("{at} has a negative dimension in its shape")))?;
+    let elements = shape
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| invalid(format!("{at}: its shape {shape:?} is too large")))?;
+    Ok((datatype, shape, elements))
+}
+
+/// Appends a tensor's elements as binary data (the binary tensor extension's, and
+/// gRPC's `raw_*_contents`): fixed-size values as they are, BYTES elements each as a
+/// 4-byte little-endian length and the bytes.
+pub fn append_binary(data: &Data, out: &mut Vec<u8>) {
+    match data {
+        Data::Raw(raw) => out.extend_from_slice(raw),
+        Data::Bytes(items) => {
+            for item in items {
+                out.extend_from_slice(&(item.len() as u32).to_le_bytes());
+                out.extend_from_slice(item);
+            }
+        }
+    }
+}
+
 /// The elements of binary data: exactly `elements` values of `datatype`.
-fn binary_data(at: &str, datatype: Datatype, elements: u64, bytes: &[u8]) -> Result<Data, Error> {
+pub fn binary_data(
+    at: &str,
+    datatype: Datatype,
+    elements: u64,
+    bytes: &[u8],
+) -> Result<Data, Error> {
     match datatype.size() {
         Some(size) => {
             let want = elements.checked_mul(size as u64);
             if want != Some(bytes.len() as u64) {
                 return Err(invalid(format!(
-                    "{at}: binary_data_size is {} bytes, but {elements} {datatype} elements take {}",
+                    "{at}: its binary data (binary_data_size, or raw_input_contents over gRPC) is {} bytes, but {elements} {datatype} elements take {}",
                     bytes.len(),
                     want.map_or("more".to_string(), |w| w.to_string())
                 )));
@@ -461,15 +493,7 @@ pub fn encode_response(
         out.insert("shape".into(), t.shape.clone().into());
         if bin {
             let before = tail.len();
-            match &t.data {
-                Data::Raw(raw) => tail.extend_from_slice(raw),
-                Data::Bytes(items) => {
-                    for item in items {
-                        tail.extend_from_slice(&(item.len() as u32).to_le_bytes());
-                        tail.extend_from_slice(item);
-                    }
-                }
-            }
+            append_binary(&t.data, &mut tail);
             parameters.insert("binary_data_size".into(), (tail.len() - before).into());
         } else {
             out.insert("data".into(), json_elements(t));

@@ -4,6 +4,7 @@
 //! found 404, not ready 503, unsupported 501, else 500.
 
 pub mod codec;
+pub mod infer;
 pub mod v1;
 pub mod v2;
 

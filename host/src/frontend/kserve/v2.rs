@@ -11,29 +11,21 @@
 //!   `POST /v2/repository/models/{m}/load|unload` (behind `enable_model_api`, like
 //!   TorchServe's registration; `load` registers `{m}.mar` from the model store).
 //!
-//! Two ways into a model. Numeric tensors go to the forward as they are (the handler
-//! is bypassed, as Triton does), matched to its arguments by name; the outputs come
-//! back as tensors. BYTES tensors go through the handler: element `i` of every input
-//! becomes request `i`, with one part per input named after it (so a JPEG sent as a
-//! BYTES tensor reaches `image_classifier` as an HTTP body would); the handler's
-//! answers come back as one BYTES output. Either way the requests go through the
-//! version's queue and batching like every other.
+//! An inference is decoded here ([`codec`]) and run by [`infer`], which gRPC shares.
 
 use std::sync::Arc;
 
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::codec::{self, Data, InferRequest, Tensor};
-use super::{json_ok, no_route, readiness, wrong_method};
-use crate::core::signature::{Signature, TensorSpec, default_output_name};
+use super::{codec, infer, json_ok, no_route, readiness, wrong_method};
+use crate::core::signature::TensorSpec;
 use crate::core::tensor::Datatype;
-use crate::core::{Core, Error, Input, Output};
+use crate::core::{Core, Error};
 use crate::http::client_body::ClientBody;
 use crate::http::{Body, body, bytes_response, handler_headers};
 use crate::registry::ModelVersion;
-use crate::runtime;
 
 /// The header giving the JSON's length when binary tensors follow it.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -47,7 +39,7 @@ pub const EXTENSIONS: [&str; 4] = [
 ];
 
 /// The platform the metadata and the configuration name (Triton's, for TorchScript).
-const PLATFORM: &str = "pytorch_libtorch";
+pub const PLATFORM: &str = "pytorch_libtorch";
 
 /// Answers one request under `/v2`.
 pub async fn handle(
@@ -214,37 +206,22 @@ async fn infer(
         core.config.client_timeout,
     )
     .await?;
-    let mut request = codec::decode_request(&bytes, header_length)?;
+    let request = codec::decode_request(&bytes, header_length)?;
     drop(bytes);
-    if request.inputs.is_empty() {
-        return Err(Error::invalid("the request has no inputs"));
-    }
-    check_requested(&target.signature, &request)?;
-    let bytes_inputs = request
-        .inputs
-        .iter()
-        .filter(|t| t.datatype == Datatype::Bytes)
-        .count();
-    let outputs = match bytes_inputs {
-        0 => {
-            let inputs = std::mem::take(&mut request.inputs);
-            by_tensors(core, &target, inputs, request_id).await?
-        }
-        n if n == request.inputs.len() => {
-            by_handler(core, &target, &request, &parts.headers, request_id).await?
-        }
-        _ => {
-            return Err(Error::invalid(
-                "the inputs mix BYTES and numeric tensors: BYTES inputs go to the model's \
-                 handler, numeric ones to its forward; send one kind",
-            ));
-        }
-    };
-    let (outputs, binary) = select_outputs(&request, outputs)?;
+    let headers = handler_headers(
+        &parts.headers,
+        &[
+            CONTENT_TYPE.as_str(),
+            CONTENT_LENGTH.as_str(),
+            HEADER_LENGTH,
+        ],
+    );
+    let id = request.id.clone();
+    let (outputs, binary) = infer::run(core, &target, request, headers, request_id).await?;
     let encoded = codec::encode_response(
         &target.name,
         &target.version,
-        request.id.as_deref(),
+        id.as_deref(),
         &outputs,
         &binary,
     );
@@ -258,283 +235,4 @@ async fn infer(
             .insert(HEADER_LENGTH, HeaderValue::from(n as u64));
     }
     Ok(resp)
-}
-
-/// Asked-for outputs a model declares none of are refused before it runs.
-fn check_requested(signature: &Signature, request: &InferRequest) -> Result<(), Error> {
-    if !signature.outputs_declared {
-        return Ok(());
-    }
-    let bytes_path = request.inputs.iter().all(|t| t.datatype == Datatype::Bytes);
-    for r in &request.outputs {
-        if !bytes_path && !signature.outputs.iter().any(|o| o.name == r.name) {
-            return Err(unknown_output(
-                &r.name,
-                signature.outputs.iter().map(|o| &o.name),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn unknown_output<'a>(name: &str, known: impl Iterator<Item = &'a String>) -> Error {
-    let known: Vec<&str> = known.map(String::as_str).collect();
-    Error::invalid(format!(
-        "unknown output {name:?}: the model's outputs are {}",
-        known.join(", ")
-    ))
-}
-
-/// The outputs the client asked for, in its order, and whether each goes binary.
-fn select_outputs(
-    request: &InferRequest,
-    outputs: Vec<Tensor>,
-) -> Result<(Vec<Tensor>, Vec<bool>), Error> {
-    let default = request.binary_by_default();
-    if request.outputs.is_empty() {
-        let binary = vec![default; outputs.len()];
-        return Ok((outputs, binary));
-    }
-    let mut chosen = Vec::with_capacity(request.outputs.len());
-    let mut binary = Vec::with_capacity(request.outputs.len());
-    for r in &request.outputs {
-        let t = outputs
-            .iter()
-            .find(|t| t.name == r.name)
-            .ok_or_else(|| unknown_output(&r.name, outputs.iter().map(|t| &t.name)))?;
-        chosen.push(t.clone());
-        binary.push(r.binary.unwrap_or(default));
-    }
-    Ok((chosen, binary))
-}
-
-/// Numeric tensors to the forward's arguments: by the declared or the forward's own
-/// argument names; a lone input goes to a lone argument whatever its name; Triton's
-/// `INPUT__n` names go by their number.
-fn forward_inputs(
-    signature: &Signature,
-    inputs: Vec<Tensor>,
-) -> Result<Vec<runtime::Tensor>, Error> {
-    let specs = &signature.inputs;
-    let by_name = inputs
-        .iter()
-        .map(|t| specs.iter().position(|s| s.name == t.name))
-        .collect::<Option<Vec<usize>>>();
-    let by_number = || {
-        inputs
-            .iter()
-            .map(|t| {
-                t.name
-                    .strip_prefix("INPUT__")
-                    .or_else(|| t.name.strip_prefix("input__"))
-                    .and_then(|n| n.parse::<usize>().ok())
-            })
-            .collect::<Option<Vec<usize>>>()
-    };
-    let positions = match by_name {
-        Some(p) => p,
-        None if inputs.len() == 1 && specs.len() <= 1 && !signature.inputs_declared => vec![0],
-        None => by_number().ok_or_else(|| {
-            let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-            let unknown = inputs
-                .iter()
-                .find(|t| !specs.iter().any(|s| s.name == t.name))
-                .map(|t| t.name.as_str())
-                .unwrap_or_default();
-            Error::invalid(format!(
-                "unknown input {unknown:?}: the model takes {}",
-                names.join(", ")
-            ))
-        })?,
-    };
-    let mut slots: Vec<Option<runtime::Tensor>> =
-        vec![None; positions.iter().max().map_or(0, |m| m + 1)];
-    for (t, &at) in inputs.into_iter().zip(&positions) {
-        if let Some(spec) = specs.get(at).filter(|_| signature.inputs_declared) {
-            check_against(&t, spec)?;
-        }
-        let dtype = t.datatype.dtype().ok_or_else(|| {
-            Error::invalid(format!(
-                "input {:?}: the model's forward cannot take {} tensors (libtorch has no such type); send INT64 or another signed type",
-                t.name, t.datatype
-            ))
-        })?;
-        let Data::Raw(data) = t.data else {
-            return Err(Error::internal("a numeric tensor without raw data"));
-        };
-        if slots[at].is_some() {
-            return Err(Error::invalid(format!("input {:?} is given twice", t.name)));
-        }
-        // Moved, not copied: the request's bytes are the forward's input.
-        slots[at] = Some(runtime::Tensor {
-            name: t.name,
-            dtype,
-            shape: t.shape,
-            data,
-        });
-    }
-    let required = if signature.inputs_declared {
-        specs.len()
-    } else {
-        slots.len()
-    };
-    if slots.len() < required || slots.iter().any(Option::is_none) {
-        let missing: Vec<&str> = specs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| slots.get(*i).is_none_or(Option::is_none))
-            .map(|(_, s)| s.name.as_str())
-            .collect();
-        return Err(Error::invalid(format!(
-            "missing input(s) {}: the model takes {}",
-            missing.join(", "),
-            specs
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    Ok(slots.into_iter().flatten().collect())
-}
-
-/// A tensor against its declaration: the datatype, and the shape (a batch dimension,
-/// then `dims`, `-1` matching any size).
-fn check_against(t: &Tensor, spec: &TensorSpec) -> Result<(), Error> {
-    if t.datatype != spec.datatype {
-        return Err(Error::invalid(format!(
-            "input {:?} must be {}, not {}",
-            t.name, spec.datatype, t.datatype
-        )));
-    }
-    let want = spec.shape();
-    let fits = t.shape.len() == want.len()
-        && t.shape
-            .iter()
-            .zip(&want)
-            .all(|(&d, &w)| w == -1 || d as i64 == w);
-    if !fits {
-        return Err(Error::invalid(format!(
-            "input {:?} has shape {:?}; the model takes {want:?} (-1: any size)",
-            t.name, t.shape
-        )));
-    }
-    Ok(())
-}
-
-async fn by_tensors(
-    core: &Arc<Core>,
-    target: &Arc<ModelVersion>,
-    inputs: Vec<Tensor>,
-    request_id: &str,
-) -> Result<Vec<Tensor>, Error> {
-    let inputs = forward_inputs(&target.signature, inputs)?;
-    let predicted = core
-        .predict(target, request_id, Input::Tensors(inputs))
-        .await?;
-    let Output::Tensors(outputs) = predicted else {
-        return Err(Error::internal(
-            "the model answered tensors with a response",
-        ));
-    };
-    Ok(outputs
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| Tensor {
-            name: target.signature.output_name(i, &t.name),
-            datatype: Datatype::of(t.dtype),
-            shape: t.shape,
-            parameters: Map::new(),
-            data: Data::Raw(t.data),
-        })
-        .collect())
-}
-
-/// BYTES tensors through the handler: element `i` of each input is a part of request
-/// `i`; the answers are one BYTES output of the inputs' shape.
-async fn by_handler(
-    core: &Arc<Core>,
-    target: &Arc<ModelVersion>,
-    request: &InferRequest,
-    http_headers: &hyper::HeaderMap,
-    request_id: &str,
-) -> Result<Vec<Tensor>, Error> {
-    let first = &request.inputs[0];
-    let count = first.elements() as usize;
-    if let Some(other) = request
-        .inputs
-        .iter()
-        .find(|t| t.elements() as usize != count)
-    {
-        return Err(Error::invalid(format!(
-            "the BYTES inputs {:?} and {:?} have different numbers of elements: element i of \
-             each is one request to the handler",
-            first.name, other.name
-        )));
-    }
-    if count == 0 {
-        return Err(Error::invalid(format!(
-            "input {:?} has no elements",
-            first.name
-        )));
-    }
-    let headers = handler_headers(
-        http_headers,
-        &[
-            CONTENT_TYPE.as_str(),
-            CONTENT_LENGTH.as_str(),
-            HEADER_LENGTH,
-        ],
-    );
-    let requests: Vec<runtime::Request> = (0..count)
-        .map(|i| runtime::Request {
-            id: request_id.to_string(),
-            headers: headers.clone(),
-            parts: request
-                .inputs
-                .iter()
-                .map(|t| runtime::Part {
-                    name: t.name.clone(),
-                    content_type: t
-                        .parameters
-                        .get("content_type")
-                        .and_then(Value::as_str)
-                        .map(String::from),
-                    data: match &t.data {
-                        Data::Bytes(items) => items[i].clone(),
-                        Data::Raw(_) => Vec::new(),
-                    },
-                })
-                .collect(),
-        })
-        .collect();
-    let responses = core.predict_each(target, request_id, requests).await?;
-    let content_type = responses.first().and_then(|resp| {
-        resp.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-            .map(|(_, v)| v.clone())
-    });
-    let items: Vec<Vec<u8>> = responses.into_iter().map(|r| r.body).collect();
-    let name = match request.outputs.as_slice() {
-        [one] => one.name.clone(),
-        _ => target
-            .signature
-            .outputs
-            .iter()
-            .find(|o| target.signature.outputs_declared && o.datatype == Datatype::Bytes)
-            .map(|o| o.name.clone())
-            .unwrap_or_else(|| default_output_name(0)),
-    };
-    let mut parameters = Map::new();
-    if let Some(ct) = content_type {
-        parameters.insert("content_type".into(), ct.into());
-    }
-    Ok(vec![Tensor {
-        name,
-        datatype: Datatype::Bytes,
-        shape: first.shape.clone(),
-        parameters,
-        data: Data::Bytes(items),
-    }])
 }

@@ -36,12 +36,15 @@ pub fn classify(e: &Error) -> (u16, &'static str) {
 
 /// The response carrying `e`.
 pub fn response(e: Error) -> Response<Body> {
-    let (code, kind) = classify(&e);
+    let (code, _) = classify(&e);
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(
-        status,
-        &serde_json::json!({"code": status.as_u16(), "type": kind, "message": e.to_string()}),
-    )
+    json_response(status, &body(&e))
+}
+
+/// TorchServe's error body for `e`: `{"code", "type", "message"}`.
+pub fn body(e: &Error) -> serde_json::Value {
+    let (code, kind) = classify(e);
+    serde_json::json!({"code": code, "type": kind, "message": e.to_string()})
 }
 
 fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {

@@ -1,7 +1,8 @@
 //! The inference API (default `127.0.0.1:8080`), TorchServe's routes:
 //!
 //! - `GET /ping` → `{"status": "Healthy"}` (500 `Unhealthy` when a model has no worker);
-//! - `POST /predictions/{model}[/{version}]` → the handler's response;
+//! - `POST /predictions/{model}[/{version}]` → the handler's response; a handler that
+//!   sends intermediate responses gets a chunked one, a chunk per piece;
 //! - `OPTIONS /` and `GET /api-description` → the OpenAPI 3 description of this API.
 //!
 //! Every response carries an `x-request-id`: the client's, or a new one.
@@ -10,14 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::error::{self, method_not_allowed, not_found};
-use crate::core::{Core, Error, Input, Output};
+use crate::core::{Core, Error, Input, Output, Piece, Streamed};
 use crate::http::client_body::ClientBody;
-use crate::http::{Body, body, handler_headers, json_response};
+use crate::http::{Body, body, full, handler_headers, json_response, streamed};
 use crate::runtime;
 
 /// What the inference API needs.
@@ -78,15 +78,51 @@ impl InferenceApi {
             headers: handler_headers(&parts.headers, &[]),
             parts: body::parts(&parts.headers, bytes).await?,
         };
-        let predicted = self
-            .core
-            .predict(&target, request_id, Input::Request(request))
-            .await?;
-        match predicted {
-            Output::Response(resp) => handler_response(resp),
-            Output::Tensors(_) => Err(Error::internal("the model answered tensors to a request")),
+        let mut answer =
+            self.core
+                .predict_streaming(&target, request_id, Input::Request(request))?;
+        let first = match answer.next().await {
+            Some(piece) => piece?,
+            None => return Err(Error::internal("the model gave no answer")),
+        };
+        match first {
+            Piece::Final(Output::Response(resp)) => handler_response(resp, None),
+            Piece::Final(Output::Tensors(_)) => {
+                Err(Error::internal("the model answered tensors to a request"))
+            }
+            // A streaming handler: its first piece's status and headers, then every
+            // piece's body as a chunk (TorchServe's chunked `/predictions`).
+            Piece::Intermediate(resp) => handler_response(resp, Some(answer)),
         }
     }
+}
+
+/// The chunks after the first piece: each piece's body as it comes, the final
+/// answer's last. An error after the first piece cannot change the status any more:
+/// its TorchServe error body is the last chunk.
+fn rest(answer: Streamed) -> impl futures_util::Stream<Item = Bytes> + Send {
+    futures_util::stream::unfold(Some(answer), |answer| async move {
+        let mut answer = answer?;
+        let chunk = match answer.next().await? {
+            Ok(Piece::Intermediate(resp)) | Ok(Piece::Final(Output::Response(resp))) => {
+                Bytes::from(resp.body)
+            }
+            Ok(Piece::Final(Output::Tensors(_))) => {
+                error_chunk(&Error::internal("the model answered tensors to a request"))
+            }
+            Err(e) => {
+                tracing::warn!("a streamed answer failed after its first piece: {e}");
+                error_chunk(&e)
+            }
+        };
+        Some((chunk, Some(answer)))
+    })
+}
+
+fn error_chunk(e: &Error) -> Bytes {
+    let mut text = serde_json::to_string_pretty(&error::body(e)).unwrap_or_default();
+    text.push('\n');
+    Bytes::from(text)
 }
 
 /// Headers a handler may not set: the server frames the response itself (a handler's
@@ -104,9 +140,13 @@ fn is_framing_header(name: &HeaderName) -> bool {
     ) || name.as_str().starts_with("proxy-")
 }
 
-/// The HTTP response of a handler's answer. Its status must be a final one (200–599);
+/// The HTTP response of a handler's answer (with `more`, the first piece of a streamed
+/// one, the rest to follow as chunks). Its status must be a final one (200–599);
 /// framing headers are dropped.
-fn handler_response(resp: runtime::Response) -> Result<Response<Body>, Error> {
+fn handler_response(
+    resp: runtime::Response,
+    more: Option<Streamed>,
+) -> Result<Response<Body>, Error> {
     let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut builder = Response::builder().status(status);
     let mut has_type = false;
@@ -135,7 +175,12 @@ fn handler_response(resp: runtime::Response) -> Result<Response<Body>, Error> {
             },
         );
     }
-    builder
-        .body(Full::new(Bytes::from(resp.body)))
-        .map_err(Error::internal)
+    let body = match more {
+        None => full(resp.body),
+        Some(answer) => {
+            let first = futures_util::stream::once(std::future::ready(Bytes::from(resp.body)));
+            streamed(futures_util::StreamExt::chain(first, rest(answer)))
+        }
+    };
+    builder.body(body).map_err(Error::internal)
 }

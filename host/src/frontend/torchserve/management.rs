@@ -13,6 +13,10 @@
 //!
 //! Archives come from the model store (a file name, no folders), a `file://` path, or
 //! an `http(s)://` URL downloaded into the store; the URLs must match `allowed_urls`.
+//!
+//! Each route is an [`Operation`] with its parameters, answered with a status and a
+//! JSON body ([`ManagementApi::run`]): TorchServe's gRPC management service
+//! (`frontend::grpc`) runs the same operations and sends the same JSON as its `msg`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,11 +40,40 @@ pub struct ManagementApi {
     pub auth: Option<Arc<TokenAuth>>,
 }
 
-/// Query parameters, merged with a JSON body's keys for `POST /models`.
-type Params = HashMap<String, String>;
+/// Query parameters, merged with a JSON body's keys for `POST /models`; TorchServe's
+/// names (`min_worker`, `batch_size`, …).
+pub type Params = HashMap<String, String>;
 
-fn status(code: StatusCode, text: impl Into<String>) -> Response<Body> {
-    json_response(code, &json!({ "status": text.into() }))
+/// What the management API does.
+pub enum Operation<'a> {
+    /// `GET /models` (`limit`, `next_page_token`).
+    List,
+    /// `GET /models/{name}[/{version}|/all]`.
+    Describe {
+        name: &'a str,
+        version: Option<&'a str>,
+    },
+    /// `POST /models` (`url`, `model_name`, `batch_size`, …).
+    Register,
+    /// `PUT /models/{name}[/{version}]` (`min_worker`, `max_worker`, `synchronous`).
+    Scale {
+        name: &'a str,
+        version: Option<&'a str>,
+    },
+    /// `DELETE /models/{name}[/{version}]`.
+    Unregister {
+        name: &'a str,
+        version: Option<&'a str>,
+    },
+    /// `PUT /models/{name}/{version}/set-default`.
+    SetDefault { name: &'a str, version: &'a str },
+}
+
+/// An operation's answer: its HTTP status and its JSON body.
+pub type Answer = (StatusCode, serde_json::Value);
+
+fn status(code: StatusCode, text: impl Into<String>) -> Answer {
+    (code, json!({ "status": text.into() }))
 }
 
 fn invalid(key: &str, v: impl std::fmt::Display) -> Error {
@@ -155,7 +188,7 @@ impl ManagementApi {
                 Ok(json_response(StatusCode::OK, &super::openapi::management()))
             }
             (["api-description"], _) => Err(Route::Method),
-            (["models"], &Method::GET) => Ok(self.list(&params)?),
+            (["models"], &Method::GET) => self.answer(Operation::List, params).await,
             (["token"], &Method::GET) => match &self.auth {
                 Some(auth) => {
                     let kind = params.get("type").map(String::as_str).unwrap_or("");
@@ -174,21 +207,77 @@ impl ManagementApi {
                 )
                 .await?;
                 merge_json_body(&mut params, &bytes)?;
-                Ok(self.register(params).await?)
+                self.answer(Operation::Register, params).await
             }
-            (["models", m], &Method::GET) => Ok(self.describe(m, None)?),
-            (["models", m, v], &Method::GET) => Ok(self.describe(m, Some(v))?),
-            (["models", m], &Method::PUT) => Ok(self.scale(m, None, &params).await?),
-            (["models", m, v], &Method::PUT) => Ok(self.scale(m, Some(v), &params).await?),
-            (["models", m], &Method::DELETE) => Ok(self.unregister(m, None).await?),
-            (["models", m, v], &Method::DELETE) => Ok(self.unregister(m, Some(v)).await?),
-            (["models", m, v, "set-default"], &Method::PUT) => Ok(self.set_default(m, v)?),
+            (["models", name], &Method::GET) => {
+                let op = Operation::Describe {
+                    name,
+                    version: None,
+                };
+                self.answer(op, params).await
+            }
+            (["models", name, v], &Method::GET) => {
+                let op = Operation::Describe {
+                    name,
+                    version: Some(v),
+                };
+                self.answer(op, params).await
+            }
+            (["models", name], &Method::PUT) => {
+                let op = Operation::Scale {
+                    name,
+                    version: None,
+                };
+                self.answer(op, params).await
+            }
+            (["models", name, v], &Method::PUT) => {
+                let op = Operation::Scale {
+                    name,
+                    version: Some(v),
+                };
+                self.answer(op, params).await
+            }
+            (["models", name], &Method::DELETE) => {
+                let op = Operation::Unregister {
+                    name,
+                    version: None,
+                };
+                self.answer(op, params).await
+            }
+            (["models", name, v], &Method::DELETE) => {
+                let op = Operation::Unregister {
+                    name,
+                    version: Some(v),
+                };
+                self.answer(op, params).await
+            }
+            (["models", name, version, "set-default"], &Method::PUT) => {
+                let op = Operation::SetDefault { name, version };
+                self.answer(op, params).await
+            }
             (["models", ..], _) => Err(Route::Method),
             _ => Err(Route::NotFound),
         }
     }
 
-    fn list(&self, params: &Params) -> Result<Response<Body>, Error> {
+    async fn answer(&self, op: Operation<'_>, params: Params) -> Result<Response<Body>, Route> {
+        let (code, body) = self.run(op, params).await?;
+        Ok(json_response(code, &body))
+    }
+
+    /// Runs `op` with `params`.
+    pub async fn run(&self, op: Operation<'_>, params: Params) -> Result<Answer, Error> {
+        match op {
+            Operation::List => self.list(&params),
+            Operation::Describe { name, version } => self.describe(name, version),
+            Operation::Register => self.register(params).await,
+            Operation::Scale { name, version } => self.scale(name, version, &params).await,
+            Operation::Unregister { name, version } => self.unregister(name, version).await,
+            Operation::SetDefault { name, version } => self.set_default(name, version),
+        }
+    }
+
+    fn list(&self, params: &Params) -> Result<Answer, Error> {
         // TorchServe's paging: limit outside 0..=100 means 100; the token is the offset.
         let limit = match int_param(params, "limit")? {
             Some(l) if (0..=100).contains(&l) => l as usize,
@@ -208,19 +297,19 @@ impl ManagementApi {
             body.insert("nextPageToken".into(), end.to_string().into());
         }
         body.insert("models".into(), page.into());
-        Ok(json_response(StatusCode::OK, &body.into()))
+        Ok((StatusCode::OK, body.into()))
     }
 
-    fn describe(&self, name: &str, version: Option<&str>) -> Result<Response<Body>, Error> {
+    fn describe(&self, name: &str, version: Option<&str>) -> Result<Answer, Error> {
         let versions = match version {
             Some("all") => self.core.versions(name)?,
             v => vec![self.core.model(name, v)?],
         };
         let body: Vec<serde_json::Value> = versions.iter().map(|v| describe(&v.status())).collect();
-        Ok(json_response(StatusCode::OK, &body.into()))
+        Ok((StatusCode::OK, body.into()))
     }
 
-    async fn register(&self, params: Params) -> Result<Response<Body>, Error> {
+    async fn register(&self, params: Params) -> Result<Answer, Error> {
         // Parameters are checked before anything is downloaded or loaded.
         if !self.core.config.enable_model_api {
             return Err(Error::ModelApiDisabled);
@@ -283,7 +372,7 @@ impl ManagementApi {
         name: &str,
         version: Option<&str>,
         params: &Params,
-    ) -> Result<Response<Body>, Error> {
+    ) -> Result<Answer, Error> {
         // An unknown model is reported before the parameters.
         self.core.model(name, version)?;
         let min = uint_param(params, "min_worker")?.unwrap_or(1);
@@ -305,7 +394,7 @@ impl ManagementApi {
         }
     }
 
-    async fn unregister(&self, name: &str, version: Option<&str>) -> Result<Response<Body>, Error> {
+    async fn unregister(&self, name: &str, version: Option<&str>) -> Result<Answer, Error> {
         self.core.unregister(name, version).await?;
         Ok(status(
             StatusCode::OK,
@@ -313,7 +402,7 @@ impl ManagementApi {
         ))
     }
 
-    fn set_default(&self, name: &str, version: &str) -> Result<Response<Body>, Error> {
+    fn set_default(&self, name: &str, version: &str) -> Result<Answer, Error> {
         self.core.set_default(name, version)?;
         Ok(status(
             StatusCode::OK,

@@ -36,6 +36,12 @@
 //! - `stdout N` (N lines on stdout and N on stderr), `longline N` (one N-byte line on
 //!   stdout), `logflood N` (N calls of the host log), `metricflood N` (N metrics with
 //!   distinct names, each claiming another model's labels);
+//! - `stream N [BYTES]`: N intermediate responses from postprocess (`piece I`, padded
+//!   with `.` to BYTES bytes and a newline), then the final `done N`; should a piece not
+//!   go out, the handler logs `hostile stream stopped after I pieces: ERROR` (warn) and
+//!   fails the request; `streamforever`: intermediate responses without end, ignoring
+//!   errors (only the time limit stops it); `streamearly`: one piece from preprocess,
+//!   one from postprocess, then the final;
 //! - `ok`: a normal answer, `{"ok": true, "detail": "ok", "output": [model output]}`.
 //!
 //! Anything else is a 400.
@@ -47,6 +53,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use wasmserve_handler::{
     Context, Dtype, Error, Handler, Level, Request, Response, Tensor, log, metric,
+    send_intermediate,
 };
 
 struct Hostile {
@@ -65,6 +72,16 @@ fn command(req: &Request) -> Result<(String, Vec<String>), Error> {
 /// The first argument as a number, or `default`.
 fn number(args: &[String], default: u64) -> u64 {
     args.first().and_then(|a| a.parse().ok()).unwrap_or(default)
+}
+
+/// Intermediate response `i`: `piece I`, padded with `.` to `size` bytes, and a newline.
+fn piece(i: u64, size: usize) -> Response {
+    let mut body = format!("piece {i}").into_bytes();
+    if body.len() < size {
+        body.resize(size, b'.');
+    }
+    body.push(b'\n');
+    Response::bytes("text/plain", body)
 }
 
 fn outcome(r: Result<String, String>) -> Value {
@@ -317,7 +334,11 @@ impl Handler for Hostile {
                     );
                 }
             }
-            "ok" | "bigoutput" | "bigheaders" | "badstatus" | "badheaders" | "respond" => {}
+            "streamearly" => {
+                send_intermediate(&piece(0, 0)).map_err(Error::internal)?;
+            }
+            "ok" | "bigoutput" | "bigheaders" | "badstatus" | "badheaders" | "respond"
+            | "stream" | "streamforever" => {}
             other => match probe(other, &args) {
                 Some(found) => note = Some(found),
                 None => {
@@ -367,6 +388,34 @@ impl Handler for Hostile {
                         .as_bytes()
                         .to_vec(),
                 })
+            }
+            "stream" => {
+                let n = number(&args, 0);
+                let size = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(0);
+                for i in 0..n {
+                    if let Err(e) = send_intermediate(&piece(i, size)) {
+                        log(
+                            Level::Warn,
+                            &format!("hostile stream stopped after {i} pieces: {e}"),
+                        );
+                        return Err(Error::internal(e));
+                    }
+                }
+                Ok(Response::bytes(
+                    "text/plain",
+                    format!("done {n}\n").into_bytes(),
+                ))
+            }
+            "streamforever" => {
+                let mut i = 0;
+                loop {
+                    let _ = send_intermediate(&piece(i, 0));
+                    i += 1;
+                }
+            }
+            "streamearly" => {
+                send_intermediate(&piece(1, 0)).map_err(Error::internal)?;
+                Ok(Response::bytes("text/plain", b"done 2\n".to_vec()))
             }
             "badstatus" => Ok(Response {
                 status: number(&args, 42) as u16,
