@@ -9,10 +9,12 @@ CARGO ?= cargo
 
 all: build
 
-# libtorch 2.11.0 from the PyPI wheels (cached in ~/.cache/wasmserve) and the wasm target.
+# libtorch 2.11.0 from the PyPI wheels (cached in ~/.cache/wasmserve) and the wasm targets
+# (wasip2 for the handlers, wasip1 for the test of core modules made into components).
 deps:
 	@ln -sfn "$$(./scripts/install-libtorch.sh)" .libtorch
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@command -v promtool >/dev/null || ./scripts/install-promtool.sh
 
 build: deps
@@ -49,7 +51,7 @@ bench-grpc: build
 soak: build
 	$(CARGO) test --release -p wasmserve --test soak -- --nocapture
 
-GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler hostile_handler tensor_probe stream_classifier legacy_handler
+GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler hostile_handler tensor_probe stream_classifier legacy_handler pipeline_probe
 
 lint: deps
 	$(CARGO) clippy --release --all-targets -- -D warnings

@@ -11,7 +11,7 @@
 mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wasmserve::runtime::{Dtype, Tensor};
+use wasmserve::sandbox::{Dtype, Tensor};
 use wasmserve_handler::Handler as _;
 
 fn logits() -> Vec<f32> {

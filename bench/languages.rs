@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use wasmserve::model::{Model, from_torch, to_torch};
-use wasmserve::runtime::{HandlerRuntime, Limits, Sandbox, Tensor};
+use wasmserve::sandbox::{HandlerRuntime, Limits, Sandbox, Tensor};
 
 fn median(n: usize, f: impl FnMut()) -> Duration {
     common::median_time(5, n, f)

@@ -112,9 +112,9 @@ fn measure(
                 if lane_path {
                     // The lane's data path: a fresh buffer lent to libtorch, the
                     // outputs copied out.
-                    let mut input = wasmserve::runtime::Tensor {
+                    let mut input = wasmserve::sandbox::Tensor {
                         name: String::new(),
-                        dtype: wasmserve::runtime::Dtype::Float32,
+                        dtype: wasmserve::sandbox::Dtype::Float32,
                         shape: vec![1, 3, 224, 224],
                         data: raw_in.clone(),
                     };

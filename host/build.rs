@@ -26,6 +26,7 @@ const GUESTS: &[&str] = &[
     "hostile_handler",
     "tensor_probe",
     "legacy_handler",
+    "pipeline_probe",
 ];
 
 fn main() {

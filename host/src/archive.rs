@@ -81,6 +81,8 @@ pub enum ArchiveError {
     Invalid(String),
 }
 
+pub mod handler;
+pub mod python;
 mod tgz;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {

@@ -156,7 +156,7 @@ impl Default for ServerConfig {
             batch_size: 1,
             max_batch_delay: Duration::from_millis(100),
             intra_op_threads: None,
-            max_handler_instances: crate::runtime::DEFAULT_MAX_INSTANCES,
+            max_handler_instances: crate::sandbox::DEFAULT_MAX_INSTANCES,
             model_snapshot: None,
             models: None,
             allowed_urls: vec![regex::Regex::new("^(?:file://.*)$").unwrap()],
@@ -918,6 +918,9 @@ pub struct ModelSettings {
     /// `core::signature`), `None` where not declared.
     pub inputs: Option<Vec<crate::core::signature::TensorSpec>>,
     pub outputs: Option<Vec<crate::core::signature::TensorSpec>>,
+    /// `models`: the models a pipeline may call (`models.infer`); also passed to the
+    /// pipeline in its config.
+    pub models: Vec<String>,
     /// The yaml keys the server does not use, passed to the handler as JSON.
     pub handler_config: serde_json::Map<String, serde_json::Value>,
 }
@@ -936,6 +939,7 @@ impl ModelSettings {
             module_per_worker: false,
             inputs: None,
             outputs: None,
+            models: Vec::new(),
             handler_config: serde_json::Map::new(),
         }
     }
@@ -1016,6 +1020,26 @@ impl ModelSettings {
                         "input" => self.inputs = Some(specs),
                         _ => self.outputs = Some(specs),
                     }
+                }
+                "models" => {
+                    let names = v
+                        .as_sequence()
+                        .and_then(|s| {
+                            s.iter()
+                                .map(|m| m.as_str().map(String::from))
+                                .collect::<Option<Vec<_>>>()
+                        })
+                        .ok_or_else(|| {
+                            bad(&key, format!("in {file}: must be a list of model names"))
+                        })?;
+                    for name in &names {
+                        crate::archive::validate_model_name(name)
+                            .map_err(|e| bad(&key, format!("in {file}: {e}")))?;
+                    }
+                    self.models = names;
+                    let json = serde_json::to_value(&v)
+                        .map_err(|e| bad(&key, format!("in {file}: {e}")))?;
+                    self.handler_config.insert(key, json);
                 }
                 "startupTimeout" | "deviceType" | "deviceIds" | "parallelType"
                 | "parallelLevel" => {}

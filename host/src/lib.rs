@@ -5,9 +5,9 @@
 //! per concern:
 //!
 //! - [`archive`]: the `.mar` format, writing archives and extracting them safely;
-//! - [`runtime`]: compiling, checking and sandboxing handler components (wasmtime);
+//! - [`sandbox`]: compiling, checking and running handler components of both worlds
+//!   (wasmtime), one file per host interface;
 //! - [`slots`]: the server-wide budget of handler instances;
-//! - [`guest_io`]: what a handler may log and record, and the sandbox's clocks;
 //! - [`metrics`]: the metrics the metrics API exposes (prometheus-client);
 //! - [`logging`]: the console log and the log files (access, server, model);
 //! - [`builtin`]: the handler components embedded in the binary;
@@ -36,13 +36,12 @@ pub mod daemon;
 pub mod download;
 pub mod frontend;
 pub mod fsutil;
-pub mod guest_io;
 pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod registry;
-pub mod runtime;
+pub mod sandbox;
 pub mod scaffold;
 pub mod schema;
 pub mod server;

@@ -1,7 +1,7 @@
 //! `wasmserve`: the command line. `archive` packs a model archive, `start` runs the
 //! server (in the background unless `--foreground`), `stop` stops a background server.
 
-use wasmserve::{archive, builtin, config, daemon, runtime, scaffold, server};
+use wasmserve::{archive, config, daemon, scaffold, server};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,10 +54,13 @@ struct ArchiveArgs {
     /// The model's version, e.g. 1.0.
     #[arg(short = 'v', long)]
     version: String,
-    /// The TorchScript file (torch.jit.save).
+    /// The TorchScript file (torch.jit.save); none for a pipeline, which calls the
+    /// models its model-config.yaml declares.
     #[arg(long)]
-    serialized_file: PathBuf,
-    /// A handler component (.wasm) or a built-in handler's name (image_classifier,
+    serialized_file: Option<PathBuf>,
+    /// The handler: a component (.wasm, built for wasm32-wasip2), a core module built
+    /// for wasm32-wasip1 (made into a component here), a Python handler (.py, built
+    /// with componentize-py), or a built-in handler's name (image_classifier,
     /// image_segmenter, object_detector, text_classifier, base_handler).
     #[arg(long)]
     handler: String,
@@ -112,7 +115,9 @@ fn archive_command(args: ArchiveArgs) -> anyhow::Result<()> {
         }
         Ok(())
     };
-    must_exist(&args.serialized_file, "--serialized-file")?;
+    if let Some(file) = &args.serialized_file {
+        must_exist(file, "--serialized-file")?;
+    }
     for f in &args.extra_files {
         must_exist(f, "--extra-files entry")?;
     }
@@ -130,25 +135,24 @@ fn archive_command(args: ArchiveArgs) -> anyhow::Result<()> {
         );
     }
 
-    let mut files = vec![args.serialized_file.clone()];
-    let handler = if args.handler.ends_with(".wasm") {
-        let path = PathBuf::from(&args.handler);
-        must_exist(&path, "--handler")?;
-        let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        runtime::HandlerRuntime::for_checking()?
-            .compile(&wasm)
-            .with_context(|| format!("--handler {}", path.display()))?;
-        files.push(path.clone());
-        path.file_name().unwrap().to_string_lossy().into_owned()
-    } else if builtin::component(&args.handler).is_some() {
-        args.handler.clone()
-    } else {
-        bail!(
-            "--handler {:?} is neither a .wasm component nor a built-in handler ({})",
-            args.handler,
-            builtin::names().join(", ")
-        );
-    };
+    let handler = archive::handler::prepare(&args.handler)?;
+    let pipeline = handler.world() == wasmserve::sandbox::World::Pipeline;
+    match (&args.serialized_file, pipeline) {
+        (None, false) => bail!(
+            "--serialized-file is required: the handler runs a TorchScript model (a pipeline \
+             component, which calls other models, needs none)"
+        ),
+        (Some(f), true) => bail!(
+            "--serialized-file {}: the handler is a pipeline, which calls the models its \
+             model-config.yaml declares (`models:`) and has no model of its own",
+            f.display()
+        ),
+        _ => {}
+    }
+    let mut files: Vec<PathBuf> = args.serialized_file.iter().cloned().collect();
+    if let Some(path) = handler.file() {
+        files.push(path.to_path_buf());
+    }
     files.extend(args.extra_files.iter().cloned());
     if let Some(c) = &args.config_file {
         files.push(c.clone());
@@ -160,8 +164,8 @@ fn archive_command(args: ArchiveArgs) -> anyhow::Result<()> {
         model: archive::ManifestModel {
             model_name: args.model_name.clone(),
             model_version: args.version.clone(),
-            serialized_file: name_of(&args.serialized_file),
-            handler: Some(handler),
+            serialized_file: args.serialized_file.as_ref().and_then(name_of),
+            handler: Some(handler.name().to_string()),
             config_file: args.config_file.as_ref().and_then(name_of),
             other: Default::default(),
         },

@@ -36,7 +36,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use crate::guest_io::ModelLabels;
+use crate::sandbox::guest_io::ModelLabels;
 
 /// Most series a model's handler may create with its own metrics.
 pub const MAX_HANDLER_SERIES_PER_MODEL: usize = 1000;

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use tch::{CModule, Device, IValue, Kind};
 
-use crate::runtime::{Dtype, Tensor};
+use crate::sandbox::{Dtype, Tensor};
 use crate::schema::{ArgType, ForwardSchema};
 
 /// Errors of loading and running a model.

@@ -19,7 +19,7 @@ use crate::config::{ModelSettings, ServerConfig};
 use crate::core::signature::Signature;
 use crate::core::status::{ModelStatus, WorkerStatus};
 use crate::model::Model;
-use crate::runtime::{Context, HandlerRuntime, Sandbox};
+use crate::sandbox::{Context, HandlerRuntime, ModelCaller, Models, Sandbox, World};
 use crate::slots::{Reservation, SlotsFull};
 use crate::worker::{Job, Lane, LaneContext, SubmitError};
 
@@ -103,6 +103,7 @@ impl ModelVersion {
         server: &ServerConfig,
         runtime: &HandlerRuntime,
         work_dir: &Path,
+        model_caller: Option<&Arc<dyn ModelCaller>>,
     ) -> Result<ModelVersion, LoadError> {
         let (name, url, archive_path) = (
             request.name.as_deref(),
@@ -157,19 +158,54 @@ impl ModelVersion {
         } else if let Some(bytes) = builtin::component(handler_name) {
             bytes.into()
         } else {
-            return Err(err(format!(
-                "handler {handler_name:?} is neither a .wasm component in the archive nor a built-in handler ({}); \
-                 Python handlers cannot run in wasmserve: port the handler to a WebAssembly component",
-                builtin::names().join(", ")
-            )));
+            return Err(err(
+                if handler_name
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .ends_with(".py")
+                {
+                    crate::archive::python::refusal_at_load(handler_name)
+                } else {
+                    format!(
+                        "handler {handler_name:?} is neither a .wasm component in the archive nor a built-in handler ({})",
+                        builtin::names().join(", ")
+                    )
+                },
+            ));
         };
         let handler = runtime.compile(&wasm).map_err(|e| err(e.to_string()))?;
 
-        let serialized = m.serialized_file.as_deref().ok_or_else(|| {
-            err("the manifest names no serializedFile; wasmserve serves TorchScript models (torch.jit.trace/script, then save)".into())
-        })?;
-        let model_path = archive.dir.join(serialized);
-        let model = Model::load(&model_path, tch::Device::Cpu).map_err(|e| err(e.to_string()))?;
+        // A pipeline calls models and has none of its own; a handler's model is the
+        // archive's TorchScript file.
+        let model_is_pipeline = handler.world() == World::Pipeline;
+        let (model, model_path, models) = match handler.world() {
+            World::Pipeline => {
+                if let Some(file) = &m.serialized_file {
+                    return Err(err(format!(
+                        "the archive's handler is a pipeline, which calls the models its \
+                         model-config.yaml declares (`models:`) and has no model of its own; \
+                         serve {file} as a model of its own archive and declare it"
+                    )));
+                }
+                let models = Models {
+                    declared: settings.models.clone(),
+                    caller: model_caller.cloned().ok_or_else(|| {
+                        err("this server cannot run pipelines (no model caller)".into())
+                    })?,
+                };
+                (None, None, Some(models))
+            }
+            World::Handler => {
+                let serialized = m.serialized_file.as_deref().ok_or_else(|| {
+                    err("the manifest names no serializedFile; wasmserve serves TorchScript models (torch.jit.trace/script, then save)".into())
+                })?;
+                let model_path = archive.dir.join(serialized);
+                let model =
+                    Model::load(&model_path, tch::Device::Cpu).map_err(|e| err(e.to_string()))?;
+                (Some(Arc::new(model)), Some(model_path), None)
+            }
+        };
 
         let context = Context {
             model_name: model_name.clone(),
@@ -187,16 +223,22 @@ impl ModelVersion {
             .intra_op_threads
             .unwrap_or_else(|| (crate::config::num_cores() / workers).max(1));
         let lane_ctx = Arc::new(LaneContext {
-            model: Arc::new(model),
-            module_per_worker: settings.module_per_worker.then_some(model_path),
+            model,
+            module_per_worker: model_path.filter(|_| settings.module_per_worker),
             handler,
             sandbox: Sandbox {
+                models,
                 model_dir: archive.dir.clone(),
                 context,
                 max_memory: settings.handler_memory_limit,
                 call_timeout: settings.response_timeout,
             },
-            batch_size: settings.batch_size,
+            // A pipeline's requests run one by one; its model calls are what batch.
+            batch_size: if model_is_pipeline {
+                1
+            } else {
+                settings.batch_size
+            },
             max_batch_delay: settings.max_batch_delay,
             intra_op_threads,
             gather: Default::default(),
@@ -206,7 +248,7 @@ impl ModelVersion {
         let signature = Signature::new(
             settings.inputs.clone(),
             settings.outputs.clone(),
-            lane_ctx.model.schema(),
+            lane_ctx.model.as_ref().and_then(|m| m.schema()),
         );
         let version = ModelVersion {
             signature,
@@ -441,6 +483,11 @@ impl ModelVersion {
         self.lane_ctx.submit(&self.queue, job)
     }
 
+    /// Whether this version is a pipeline (a `pipeline` component, no model of its own).
+    pub fn is_pipeline(&self) -> bool {
+        self.lane_ctx.model.is_none()
+    }
+
     /// TorchServe's 503 message for this model without a worker.
     pub fn no_worker_message(&self) -> String {
         self.lane_ctx.no_worker_message()
@@ -510,9 +557,17 @@ pub enum RemoveError {
 #[derive(Default)]
 pub struct Registry {
     models: RwLock<BTreeMap<String, ModelEntry>>,
+    /// How pipelines loaded here reach the models (set once by the core).
+    model_caller: std::sync::OnceLock<Arc<dyn ModelCaller>>,
 }
 
 impl Registry {
+    /// Sets how pipelines reach the models (once; later calls are ignored). A registry
+    /// without one loads pipelines that may call no model.
+    pub fn set_model_caller(&self, caller: Arc<dyn ModelCaller>) {
+        let _ = self.model_caller.set(caller);
+    }
+
     /// Loads `request`, optionally starts its `minWorkers` lanes, and registers it. On
     /// any failure nothing is registered and the extracted archive is gone.
     pub fn register(
@@ -523,7 +578,8 @@ impl Registry {
         work_dir: &Path,
         start_workers: bool,
     ) -> Result<Arc<ModelVersion>, RegisterError> {
-        let version = ModelVersion::load(request, server, runtime, work_dir)?;
+        let version =
+            ModelVersion::load(request, server, runtime, work_dir, self.model_caller.get())?;
         if self.get(&version.name, Some(&version.version)).is_ok() {
             return Err(RegisterError::Conflict(conflict(&version)));
         }

@@ -15,7 +15,7 @@ use crate::frontend::InferencePort;
 use crate::frontend::torchserve::management::ManagementApi;
 use crate::http::ListenerOptions;
 use crate::http::auth::{KeyKind, TokenAuth};
-use crate::runtime::{HandlerRuntime, Limits};
+use crate::sandbox::{HandlerRuntime, Limits};
 
 /// `wasmserve start` arguments (TorchServe's flags).
 #[derive(Args, Clone, Debug)]

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 
 use crate::metrics::LaneTimes;
 use crate::model::{self, Model};
-use crate::runtime::{
+use crate::sandbox::{
     HandlerComponent, HandlerInstance, Request, Response, RuntimeError, Sandbox, Tensor,
 };
 use crate::slots::Slot;
@@ -93,8 +93,9 @@ impl Job {
 
 /// What a lane needs; shared by all lanes of a model version.
 pub struct LaneContext {
-    /// The module the lanes share (also the source of its forward's signature).
-    pub model: Arc<Model>,
+    /// The module the lanes share (also the source of its forward's signature);
+    /// `None` for a pipeline, which calls other models instead.
+    pub model: Option<Arc<Model>>,
     /// `modulePerWorker`: each lane loads its own copy of the module from this file,
     /// for modules that keep state between calls.
     pub module_per_worker: Option<std::path::PathBuf>,
@@ -131,10 +132,10 @@ impl Lane {
     ) -> Result<Lane, RuntimeError> {
         let instance = ctx.handler.instantiate(&ctx.sandbox)?;
         let model = match &ctx.module_per_worker {
-            Some(path) => Arc::new(
+            Some(path) => Some(Arc::new(
                 Model::load(path, tch::Device::Cpu)
                     .map_err(|e| RuntimeError::Other(e.to_string()))?,
-            ),
+            )),
             None => ctx.model.clone(),
         };
         let state = Arc::new(LaneState::new(id));
@@ -145,7 +146,13 @@ impl Lane {
             .name(format!("{name}-w{id}"))
             .spawn(move || {
                 let _slot = slot;
-                run(&thread_ctx, &model, instance, &queue, &thread_state);
+                run(
+                    &thread_ctx,
+                    model.as_deref(),
+                    instance,
+                    &queue,
+                    &thread_state,
+                );
                 lock(&thread_ctx.board.lanes).retain(|l| !Arc::ptr_eq(l, &thread_state));
                 thread_ctx.lane_gone(&queue);
                 let mut exited = lock(&thread_state.exited);
@@ -229,7 +236,7 @@ pub fn stop_all(lanes: Vec<Lane>, deadline: Instant) -> usize {
 
 fn run(
     ctx: &LaneContext,
-    model: &Model,
+    model: Option<&Model>,
     instance: HandlerInstance,
     queue: &Receiver<Job>,
     state: &LaneState,
@@ -275,7 +282,10 @@ fn run(
             }
             batch
         };
-        run_batch(ctx, model, &mut instance, batch, state, queue);
+        match model {
+            Some(model) => run_batch(ctx, model, &mut instance, batch, state, queue),
+            None => run_pipeline(ctx, &mut instance, batch, state, queue),
+        }
     }
     state.has_instance.store(false, Ordering::Release);
 }
@@ -449,6 +459,65 @@ fn run_batch(
     for mut t in done {
         t.lane = lane;
         metrics.lane_times(name, version, &t);
+    }
+}
+
+/// Runs a pipeline's jobs one by one: `handle` per request, its model calls made from
+/// inside it (see `core::pipeline`).
+fn run_pipeline(
+    ctx: &LaneContext,
+    instance: &mut Option<HandlerInstance>,
+    batch: Vec<Job>,
+    state: &LaneState,
+    queue: &Receiver<Job>,
+) {
+    let (name, version) = (
+        &ctx.sandbox.context.model_name,
+        &ctx.sandbox.context.model_version,
+    );
+    for job in batch {
+        if job.cancelled() {
+            tracing::debug!(request_id = %job.id, "dropped from the queue: its client went away");
+            continue;
+        }
+        let _span = request_span(&job.id).entered();
+        let mut times = LaneTimes {
+            queue: job.enqueued.elapsed(),
+            ..Default::default()
+        };
+        let request = match job.input {
+            Input::Request(request) => request,
+            Input::Tensors(_) => {
+                send(
+                    job.reply,
+                    Err(PredictError::Input(format!(
+                        "{name} is a pipeline: it takes a request for its handler, not tensors \
+                         for a forward (it has none)"
+                    ))),
+                );
+                continue;
+            }
+        };
+        let Some(handler) = instance.as_mut() else {
+            send(job.reply, Err(no_instance(state)));
+            continue;
+        };
+        let started = Instant::now();
+        let result = match handler.handle(&request, job.stream.as_ref()) {
+            Ok(Ok(resp)) => Ok(Output::Response(resp)),
+            Ok(Err(e)) => Err(PredictError::Handler {
+                status: e.status,
+                message: e.message,
+            }),
+            Err(e) => {
+                tracing::warn!("the pipeline's handle failed: {e}");
+                renew(ctx, instance, state, queue);
+                Err(PredictError::Crash(e.to_string()))
+            }
+        };
+        times.handler = started.elapsed();
+        send(job.reply, result);
+        crate::metrics::global().lane_times(name, version, &times);
     }
 }
 

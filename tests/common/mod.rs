@@ -596,8 +596,8 @@ pub fn vm_rss_mib(pid: u32) -> f64 {
 
 /// What a sandbox's `init` is told in benchmarks: model `bench` 1.0, an empty manifest,
 /// `config` as the handler's config, batch 1, CPU.
-pub fn bench_context(config: &str) -> wasmserve::runtime::Context {
-    wasmserve::runtime::Context {
+pub fn bench_context(config: &str) -> wasmserve::sandbox::Context {
+    wasmserve::sandbox::Context {
         model_name: "bench".into(),
         model_version: "1.0".into(),
         manifest: "{}".into(),
@@ -613,11 +613,11 @@ pub fn builtin_sandbox(
     name: &str,
     model_dir: &Path,
 ) -> (
-    wasmserve::runtime::HandlerRuntime,
-    wasmserve::runtime::HandlerComponent,
-    wasmserve::runtime::Sandbox,
+    wasmserve::sandbox::HandlerRuntime,
+    wasmserve::sandbox::HandlerComponent,
+    wasmserve::sandbox::Sandbox,
 ) {
-    use wasmserve::runtime::{HandlerRuntime, Limits, Sandbox};
+    use wasmserve::sandbox::{HandlerRuntime, Limits, Sandbox};
     let runtime = HandlerRuntime::new(Limits::default(), None).unwrap();
     let component = runtime
         .compile(wasmserve::builtin::component(name).unwrap())
@@ -628,11 +628,11 @@ pub fn builtin_sandbox(
 
 /// A request whose one part, `body`, is `data` (a raw POST body, as the host hands it
 /// to a handler).
-pub fn body_request(data: Vec<u8>) -> wasmserve::runtime::Request {
-    wasmserve::runtime::Request {
+pub fn body_request(data: Vec<u8>) -> wasmserve::sandbox::Request {
+    wasmserve::sandbox::Request {
         id: "bench".into(),
         headers: vec![],
-        parts: vec![wasmserve::runtime::Part {
+        parts: vec![wasmserve::sandbox::Part {
             name: "body".into(),
             content_type: None,
             data,

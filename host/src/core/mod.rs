@@ -12,12 +12,14 @@
 //!   the lifecycle, each writing its own snapshot once it happened ([`manage`]);
 //! - [`Core::status`], [`Core::ready`]: what is served and whether it can answer
 //!   ([`status`]);
+//! - [`pipeline`]: pipelines' calls to models (`models.infer`), through the same queues;
 //! - [`startup`]: the models `--models`/`load_models` or a snapshot name;
 //! - [`signature`], [`tensor`]: what a model takes and gives, in the protocol's
 //!   datatypes.
 
 pub mod error;
 pub mod manage;
+pub mod pipeline;
 pub mod predict;
 pub mod signature;
 pub mod startup;
@@ -36,7 +38,7 @@ pub use status::ModelStatus;
 
 use crate::config::ServerConfig;
 use crate::registry::{ModelVersion, Registry};
-use crate::runtime::HandlerRuntime;
+use crate::sandbox::HandlerRuntime;
 
 /// The served models and what changing them takes; shared by every frontend.
 pub struct Core {
@@ -58,8 +60,13 @@ impl Core {
         work_dir: PathBuf,
         snapshot_dir: Option<PathBuf>,
     ) -> Core {
+        let registry = Arc::new(Registry::default());
+        registry.set_model_caller(Arc::new(pipeline::CoreModels {
+            registry: Arc::downgrade(&registry),
+            max_response_size: config.max_response_size,
+        }));
         Core {
-            registry: Arc::new(Registry::default()),
+            registry,
             runtime,
             config,
             work_dir,

@@ -10,11 +10,11 @@ use tokio::sync::oneshot;
 
 use super::{Core, Error, Input, Output};
 use crate::registry::{LookupError, ModelVersion};
-use crate::runtime::Response;
+use crate::sandbox::Response;
 use crate::worker::stream::{self, PieceReceiver, PieceSender};
 use crate::worker::{Job, PredictError, SubmitError};
 
-type Reply = oneshot::Receiver<Result<Output, PredictError>>;
+pub(super) type Reply = oneshot::Receiver<Result<Output, PredictError>>;
 
 /// One piece of a streamed answer.
 #[derive(Debug)]
@@ -109,7 +109,7 @@ impl Core {
         &self,
         target: &Arc<ModelVersion>,
         id: &str,
-        requests: Vec<crate::runtime::Request>,
+        requests: Vec<crate::sandbox::Request>,
     ) -> Result<Vec<Response>, Error> {
         let answers = futures_util::future::join_all(
             requests
@@ -176,7 +176,7 @@ impl Core {
 }
 
 /// Queues `input` on `target`; the receiver of its final answer.
-fn submit(
+pub(super) fn submit(
     target: &ModelVersion,
     id: &str,
     input: Input,
@@ -214,7 +214,7 @@ fn submit(
     Ok(rx)
 }
 
-fn received(
+pub(super) fn received(
     result: Result<Result<Output, PredictError>, oneshot::error::RecvError>,
 ) -> Result<Output, PredictError> {
     result.unwrap_or_else(|_| {
@@ -232,7 +232,10 @@ fn timed_out(timeout: Duration) -> Error {
 }
 
 /// The final answer, checked against `max_response_size` and the handler's limits.
-fn finish(result: Result<Output, PredictError>, max_response_size: usize) -> Result<Output, Error> {
+pub(super) fn finish(
+    result: Result<Output, PredictError>,
+    max_response_size: usize,
+) -> Result<Output, Error> {
     match result {
         Ok(Output::Response(resp)) => {
             check_response(&resp, max_response_size)?;

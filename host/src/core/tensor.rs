@@ -3,9 +3,9 @@
 //! handler world's `dtype`). A protocol names them its own way; the core only knows
 //! what they are.
 
-use crate::runtime::Dtype;
+use crate::sandbox::Dtype;
 
-pub use crate::runtime::Tensor;
+pub use crate::sandbox::Tensor;
 
 /// An element type: the Open Inference Protocol's datatypes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::header::{CONTENT_TYPE, HeaderMap};
 
 use crate::core::Error;
-use crate::runtime::Part;
+use crate::sandbox::Part;
 
 /// Reads the whole body, failing with 413 past `limit` bytes and with 408 when the
 /// client takes longer than `timeout` to send it.

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use crate::runtime::Response;
+use crate::sandbox::Response;
 
 /// How many pieces may wait for one client.
 pub const CAPACITY: usize = 8;

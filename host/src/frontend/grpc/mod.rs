@@ -33,7 +33,7 @@ use tonic::Status;
 
 use crate::core::Core;
 use crate::http::auth::{KeyKind, TokenAuth};
-use crate::runtime;
+use crate::sandbox;
 
 /// How both gRPC ports serve.
 #[derive(Clone)]
@@ -198,17 +198,17 @@ pub fn map_request(
     id: &str,
     headers: Vec<(String, String)>,
     input: std::collections::HashMap<String, Vec<u8>>,
-) -> runtime::Request {
-    let mut parts: Vec<runtime::Part> = input
+) -> sandbox::Request {
+    let mut parts: Vec<sandbox::Part> = input
         .into_iter()
-        .map(|(name, data)| runtime::Part {
+        .map(|(name, data)| sandbox::Part {
             name,
             content_type: None,
             data,
         })
         .collect();
     parts.sort_by(|a, b| a.name.cmp(&b.name));
-    runtime::Request {
+    sandbox::Request {
         id: id.to_string(),
         headers,
         parts,

@@ -19,7 +19,7 @@ use crate::core::signature::{Signature, TensorSpec, default_output_name};
 use crate::core::tensor::Datatype;
 use crate::core::{Core, Error, Input, Output};
 use crate::registry::ModelVersion;
-use crate::runtime;
+use crate::sandbox;
 
 /// Which way a request goes into its model.
 pub enum Route {
@@ -126,7 +126,7 @@ pub fn select_outputs(
 fn forward_inputs(
     signature: &Signature,
     inputs: Vec<Tensor>,
-) -> Result<Vec<runtime::Tensor>, Error> {
+) -> Result<Vec<sandbox::Tensor>, Error> {
     let specs = &signature.inputs;
     let by_name = inputs
         .iter()
@@ -159,7 +159,7 @@ fn forward_inputs(
             ))
         })?,
     };
-    let mut slots: Vec<Option<runtime::Tensor>> =
+    let mut slots: Vec<Option<sandbox::Tensor>> =
         vec![None; positions.iter().max().map_or(0, |m| m + 1)];
     for (t, &at) in inputs.into_iter().zip(&positions) {
         if let Some(spec) = specs.get(at).filter(|_| signature.inputs_declared) {
@@ -178,7 +178,7 @@ fn forward_inputs(
             return Err(Error::invalid(format!("input {:?} is given twice", t.name)));
         }
         // Moved, not copied: the request's bytes are the forward's input.
-        slots[at] = Some(runtime::Tensor {
+        slots[at] = Some(sandbox::Tensor {
             name: t.name,
             dtype,
             shape: t.shape,
@@ -273,7 +273,7 @@ async fn by_handler(
 ) -> Result<Vec<Tensor>, Error> {
     let count = handler_requests(request)?;
     let first = &request.inputs[0];
-    let requests: Vec<runtime::Request> = (0..count)
+    let requests: Vec<sandbox::Request> = (0..count)
         .map(|i| handler_request(request, i, &headers, request_id))
         .collect();
     let responses = core.predict_each(target, request_id, requests).await?;
@@ -317,14 +317,14 @@ pub fn handler_request(
     i: usize,
     headers: &[(String, String)],
     request_id: &str,
-) -> runtime::Request {
-    runtime::Request {
+) -> sandbox::Request {
+    sandbox::Request {
         id: request_id.to_string(),
         headers: headers.to_vec(),
         parts: request
             .inputs
             .iter()
-            .map(|t| runtime::Part {
+            .map(|t| sandbox::Part {
                 name: t.name.clone(),
                 content_type: t
                     .parameters
@@ -347,7 +347,7 @@ pub fn bytes_output(
     target: &ModelVersion,
     request: &InferRequest,
     shape: Vec<u64>,
-    responses: Vec<runtime::Response>,
+    responses: Vec<sandbox::Response>,
 ) -> Tensor {
     let content_type = responses.first().and_then(|resp| {
         resp.headers

@@ -22,7 +22,7 @@ use super::{json_ok, no_route, readiness, wrong_method};
 use crate::core::{Core, Error};
 use crate::http::client_body::ClientBody;
 use crate::http::{Body, body, handler_headers};
-use crate::runtime;
+use crate::sandbox;
 
 /// Answers one request under `/v1`.
 pub async fn handle(
@@ -76,10 +76,10 @@ async fn predict(
     let headers = handler_headers(&parts.headers, &["content-length", "content-type"]);
     let requests = instances
         .iter()
-        .map(|instance| runtime::Request {
+        .map(|instance| sandbox::Request {
             id: request_id.to_string(),
             headers: headers.clone(),
-            parts: vec![runtime::Part {
+            parts: vec![sandbox::Part {
                 name: "body".into(),
                 content_type: Some("application/json".into()),
                 data: serde_json::to_vec(instance).unwrap_or_default(),

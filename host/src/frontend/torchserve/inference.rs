@@ -18,7 +18,7 @@ use super::error::{self, method_not_allowed, not_found};
 use crate::core::{Core, Error, Input, Output, Piece, Streamed};
 use crate::http::client_body::ClientBody;
 use crate::http::{Body, body, full, handler_headers, json_response, streamed};
-use crate::runtime;
+use crate::sandbox;
 
 /// What the inference API needs.
 pub struct InferenceApi {
@@ -73,7 +73,7 @@ impl InferenceApi {
         let target = self.core.model(model, version)?;
         let (parts, body) = req.into_parts();
         let bytes = body::read_limited(body, self.max_request_size, self.client_timeout).await?;
-        let request = runtime::Request {
+        let request = sandbox::Request {
             id: request_id.to_string(),
             headers: handler_headers(&parts.headers, &[]),
             parts: body::parts(&parts.headers, bytes).await?,
@@ -144,7 +144,7 @@ fn is_framing_header(name: &HeaderName) -> bool {
 /// one, the rest to follow as chunks). Its status must be a final one (200–599);
 /// framing headers are dropped.
 fn handler_response(
-    resp: runtime::Response,
+    resp: sandbox::Response,
     more: Option<Streamed>,
 ) -> Result<Response<Body>, Error> {
     let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

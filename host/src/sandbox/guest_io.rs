@@ -118,7 +118,7 @@ pub fn model_log(labels: &ModelLabels, level: tracing::Level, source: &str, line
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # use wasmserve::guest_io::{CallBudget, GuestOutput, ModelLabels};
+/// # use wasmserve::sandbox::guest_io::{CallBudget, GuestOutput, ModelLabels};
 /// let labels = Arc::new(ModelLabels { model_name: "m".into(), model_version: "1.0".into() });
 /// let stdout = GuestOutput::new("stdout", labels, Arc::new(CallBudget::default()));
 /// let _ctx = wasmtime_wasi::WasiCtx::builder().stdout(stdout).build();

@@ -1,0 +1,74 @@
+//! The `image` interface: decoding and resizing on the host, natively.
+
+use super::state::HostState;
+
+use super::bindings::image::Image as WitImage;
+
+fn to_wit(img: wasmserve_handler::vision::Image) -> WitImage {
+    WitImage {
+        width: img.width,
+        height: img.height,
+        channels: img.channels as u8,
+        pixels: img.pixels,
+    }
+}
+
+/// The `image` interface: the SDK's image code, run natively on the handler's behalf.
+/// Decoding is bounded by the SDK's pixel limits, resizing by the same limit on the
+/// target size: a host call cannot be interrupted, so its work must be bounded.
+impl super::bindings::image::Host for HostState {
+    fn decode(&mut self, data: Vec<u8>, channels: u8) -> Result<WitImage, String> {
+        wasmserve_handler::vision::native::decode(&data, channels.into()).map(to_wit)
+    }
+
+    fn resize(&mut self, img: WitImage, width: u32, height: u32) -> Result<WitImage, String> {
+        use wasmserve_handler::vision::{MAX_PIXELS, MAX_SIDE};
+        if width > MAX_SIDE || height > MAX_SIDE || width as u64 * height as u64 > MAX_PIXELS {
+            return Err(format!(
+                "cannot resize to {width}x{height}: over the size limit"
+            ));
+        }
+        let expected = img.width as u64 * img.height as u64 * img.channels as u64;
+        if img.pixels.len() as u64 != expected {
+            return Err(format!(
+                "a {}x{} image with {} channel(s) needs {expected} bytes, not {}",
+                img.width,
+                img.height,
+                img.channels,
+                img.pixels.len()
+            ));
+        }
+        let img = wasmserve_handler::vision::Image {
+            width: img.width,
+            height: img.height,
+            channels: img.channels.into(),
+            pixels: img.pixels,
+        };
+        img.resize_natively(width, height)
+            .map(to_wit)
+            .map_err(|e| e.to_string())
+    }
+
+    fn decode_resize_shorter(
+        &mut self,
+        data: Vec<u8>,
+        channels: u8,
+        size: u32,
+    ) -> Result<WitImage, String> {
+        use wasmserve_handler::vision::MAX_SIDE;
+        if size == 0 || size > MAX_SIDE {
+            return Err(format!("cannot resize the shorter side to {size}"));
+        }
+        let img = wasmserve_handler::vision::native::decode(&data, channels.into())?;
+        let (w, h) = (img.width as u64, img.height as u64);
+        let long = (size as u64 * w.max(h) / w.min(h).max(1)).max(1);
+        if long > MAX_SIDE as u64 {
+            return Err(format!(
+                "a {w}x{h} image resized to a shorter side of {size} is too large"
+            ));
+        }
+        img.resize_shorter_side(size)
+            .map(to_wit)
+            .map_err(|e| e.to_string())
+    }
+}
