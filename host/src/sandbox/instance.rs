@@ -187,10 +187,10 @@ impl HandlerInstance {
         req: &Request,
         stream: Option<&PieceSender>,
     ) -> Result<Result<Vec<Tensor>, HandlerError>, RuntimeError> {
-        self.store.data_mut().stream = stream.cloned();
         let Bindings::Handler(_) = &self.bindings else {
             return Err(not_a("handler", "preprocess"));
         };
+        self.store.data_mut().stream = stream.cloned();
         self.call(|b, s| match b {
             Bindings::Handler(h) => h.call_preprocess(s, req),
             Bindings::Pipeline(_) => Err(wasmtime::Error::msg("the world was checked above")),
@@ -204,10 +204,10 @@ impl HandlerInstance {
         outputs: &[Tensor],
         stream: Option<&PieceSender>,
     ) -> Result<Result<Response, HandlerError>, RuntimeError> {
-        self.store.data_mut().stream = stream.cloned();
         let Bindings::Handler(_) = &self.bindings else {
             return Err(not_a("handler", "postprocess"));
         };
+        self.store.data_mut().stream = stream.cloned();
         self.call(|b, s| match b {
             Bindings::Handler(h) => h.call_postprocess(s, req, outputs),
             Bindings::Pipeline(_) => Err(wasmtime::Error::msg("the world was checked above")),
@@ -221,10 +221,10 @@ impl HandlerInstance {
         req: &Request,
         stream: Option<&PieceSender>,
     ) -> Result<Result<Response, HandlerError>, RuntimeError> {
-        self.store.data_mut().stream = stream.cloned();
         let Bindings::Pipeline(_) = &self.bindings else {
             return Err(not_a("pipeline", "handle"));
         };
+        self.store.data_mut().stream = stream.cloned();
         self.call(|b, s| match b {
             Bindings::Pipeline(p) => p.call_handle(s, req),
             Bindings::Handler(_) => Err(wasmtime::Error::msg("the world was checked above")),
