@@ -1,10 +1,8 @@
 //! The handler SDK and the built-in handlers, end to end: TorchServe's input forms,
-//! batching semantics, every built-in against values computed independently here, and a
-//! generated handler project that builds and serves.
+//! batching semantics, and every built-in against values computed independently here
+//! (`tests/scaffold.rs` builds and serves generated handler projects).
 
 mod common;
-
-use std::path::Path;
 
 use common::*;
 use tch::{Kind, Tensor};
@@ -306,73 +304,6 @@ fn base_handler_takes_and_gives_tensors_as_json() {
     );
     let (status, _) = json(server.post("/predictions/affine", b"not json".to_vec()));
     assert_eq!(status, 400);
-}
-
-#[test]
-fn a_generated_handler_project_builds_and_serves() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = wasmserve(&[
-        "handler",
-        "new",
-        "echo-bytes",
-        "--dir",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let project = dir.path().join("echo-bytes");
-    for f in [
-        "Cargo.toml",
-        "src/lib.rs",
-        "README.md",
-        ".cargo/config.toml",
-    ] {
-        assert!(project.join(f).is_file(), "{f} missing");
-    }
-    let again = wasmserve(&[
-        "handler",
-        "new",
-        "echo-bytes",
-        "--dir",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert!(!again.status.success());
-
-    // Build it as a user would; share a target folder between runs to save time.
-    let target = Path::new(env!("WASMSERVE_GUEST_DIR")).join("../../generated");
-    let build =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release"])
-            .current_dir(&project)
-            .env("CARGO_TARGET_DIR", &target)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .output()
-            .unwrap();
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let wasm = target.join("wasm32-wasip2/release/echo_bytes.wasm");
-
-    let store = ModelStore::new();
-    let example = Tensor::zeros([1, 5], (Kind::Uint8, tch::Device::Cpu));
-    let model = traced_model(store.path(), "double.pt", &[example], |xs| {
-        vec![xs[0].to_kind(Kind::Float) * 2.0]
-    });
-    store.archive("echo", &model, wasm.to_str().unwrap(), &[]);
-    let server = Server::start(store.path(), &["echo.mar"], "");
-    let (status, body) = json(server.post("/predictions/echo", b"hello".to_vec()));
-    assert_eq!(status, 200, "{body}");
-    let want: Vec<f64> = b"hello".iter().map(|&b| 2.0 * b as f64).collect();
-    assert_eq!(
-        body,
-        serde_json::json!([{"name": "", "shape": [1, 5], "data": want}])
-    );
 }
 
 #[test]

@@ -209,3 +209,94 @@ fn a_pipeline_archive_needs_no_model_and_takes_none() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--serialized-file is required"), "{err}");
 }
+
+/// The MNIST digit files of `number`, side by side in one grey PNG, each scaled by
+/// `scale`.
+fn written_number(number: &str, scale: u32) -> Vec<u8> {
+    let side = 28 * scale;
+    let mut canvas = image::GrayImage::new(side * number.len() as u32, side);
+    for (i, d) in number.chars().enumerate() {
+        let png = std::fs::read(asset(&format!("images/mnist/{d}.png"))).unwrap();
+        let digit = image::load_from_memory(&png).unwrap().to_luma8();
+        let digit =
+            image::imageops::resize(&digit, side, side, image::imageops::FilterType::Triangle);
+        image::imageops::replace(&mut canvas, &digit, (i as u32 * side) as i64, 0);
+    }
+    let mut png = Vec::new();
+    canvas
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
+/// The example pipeline `examples/mnist_number` (on the SDK's `pipeline` feature): an
+/// image of several digits is cut into crops that vit4mnist classifies in one batched
+/// call (one inference on the model per request), and the answer is the number.
+#[test]
+fn a_number_in_handwritten_digits_is_read_with_one_batched_call() {
+    let store = ModelStore::new();
+    store.archive(
+        "mnist",
+        &asset("models/vit4mnist.ptl"),
+        guest("mnist_handler").to_str().unwrap(),
+        &[],
+    );
+    let yaml = store.path().join("number-config.yaml");
+    std::fs::write(&yaml, "models: [mnist]\ndigits: 12\n").unwrap();
+    let out = wasmserve(&[
+        "archive",
+        "--model-name",
+        "number",
+        "-v",
+        "1.0",
+        "--handler",
+        guest("mnist_number").to_str().unwrap(),
+        "-c",
+        yaml.to_str().unwrap(),
+        "--export-path",
+        store.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut server = Server::start(store.path(), &["mnist.mar", "number.mar"], "");
+    let inferences = |server: &mut Server| {
+        let text = client()
+            .get(server.metrics_url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        wasmserve::metrics::sample(&text, "ts_inference_requests_total", "model_name=\"mnist\"")
+            .unwrap_or_default()
+    };
+
+    let before = inferences(&mut server);
+    let mut calls = 0.0;
+    for (number, scale) in [("0123456789", 1), ("9081726354", 1), ("42", 3), ("7", 2)] {
+        let (status, body) =
+            json(server.post("/predictions/number", written_number(number, scale)));
+        calls += 1.0;
+        assert_eq!(status, 200, "{number}: {body}");
+        assert_eq!(body["number"], json!(number), "{body}");
+        let digits = body["digits"].as_array().unwrap();
+        assert_eq!(digits.len(), number.len());
+        for d in digits {
+            assert!(d["probability"].as_f64().unwrap() > 0.5, "{body}");
+        }
+    }
+    // One call on the model per request, whatever the number of digits.
+    assert_eq!(inferences(&mut server) - before, calls);
+
+    // Too many digits, and what is not an image, fail their own request.
+    let (status, body) =
+        json(server.post("/predictions/number", written_number("0123456789012", 1)));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("more than the 12"), "{body}");
+    let (status, _) = json(server.post("/predictions/number", b"not an image".to_vec()));
+    assert_eq!(status, 400);
+    let (status, body) = json(server.post("/predictions/number", written_number("5", 1)));
+    assert_eq!((status, &body["number"]), (200, &json!("5")), "{body}");
+}

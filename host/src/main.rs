@@ -32,15 +32,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum HandlerCommand {
-    /// Writes a new Rust handler project that builds for wasm32-wasip2 as it is.
+    /// Writes a new Rust handler project that builds as it is, with the SDK and the WIT
+    /// it needs inside it (this binary carries them).
     New {
         /// The handler's name (also the crate's and, by default, the model's).
         name: String,
         /// Where to create the project folder (default: the current folder).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The wasmserve-handler SDK to depend on (default: the one this binary was
-        /// built from).
+        /// What to build for: wasm32-wasip2 gives a component; wasm32-wasip1 (once
+        /// wasm32-wasi) a core module, made into a component by `wasmserve archive`.
+        #[arg(long, value_enum, default_value_t)]
+        target: scaffold::Target,
+        /// Depend on this wasmserve-handler checkout instead of the SDK this binary
+        /// carries (for work on the SDK itself).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -88,8 +93,19 @@ fn main() -> ExitCode {
         Command::Start(args) if args.foreground => server::run_foreground(args),
         Command::Start(args) => daemon::start_background(&args),
         Command::Stop => daemon::stop(),
-        Command::Handler(HandlerCommand::New { name, dir, sdk }) => {
-            scaffold::new_handler(&name, &dir, sdk.as_deref()).map(|p| {
+        Command::Handler(HandlerCommand::New {
+            name,
+            dir,
+            target,
+            sdk,
+        }) => {
+            let opts = scaffold::NewHandler {
+                name: &name,
+                dir: &dir,
+                target,
+                sdk: sdk.as_deref(),
+            };
+            scaffold::new_handler(&opts).map(|p| {
                 println!("{}", p.display());
                 eprintln!("next: cd {} && cargo build --release", p.display());
             })

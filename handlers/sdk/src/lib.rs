@@ -17,7 +17,9 @@
 //! - answers in pieces: [`send_intermediate`] (chunked HTTP, gRPC streams);
 //! - the archive's extra files: [`model_file`];
 //! - image transforms as torchvision does them ([`vision`], feature `vision`, default on);
-//! - output helpers: [`output::softmax`], [`output::top_k`], [`output::LabelMap`].
+//! - output helpers: [`output::softmax`], [`output::top_k`], [`output::LabelMap`];
+//! - with feature `pipeline`: components that call models instead of being called
+//!   around one ([`pipeline`]: `Pipeline`, `export_pipeline!`, `models::infer`).
 //!
 //! ## A complete handler
 //!
@@ -58,6 +60,8 @@
 //! call are bounded by the server; a panic fails the current request only.
 
 pub mod output;
+#[cfg(feature = "pipeline")]
+pub mod pipeline;
 mod request;
 pub mod tensor;
 #[cfg(feature = "vision")]
@@ -68,8 +72,17 @@ pub mod vision;
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)]
 pub mod bindings {
+    #[cfg(not(feature = "pipeline"))]
     wit_bindgen::generate!({
         world: "handler",
+        path: "../../wit",
+        pub_export_macro: true,
+        default_bindings_module: "wasmserve_handler::bindings",
+        generate_all,
+    });
+    #[cfg(feature = "pipeline")]
+    wit_bindgen::generate!({
+        world: "pipeline",
         path: "../../wit",
         pub_export_macro: true,
         default_bindings_module: "wasmserve_handler::bindings",
@@ -88,6 +101,7 @@ pub use tensor::{Element, dtype_size, find_output};
 ///
 /// One value of the implementing type is made per handler instance by [`Handler::init`];
 /// the server makes one instance per worker, so a handler never sees two calls at once.
+#[cfg(not(feature = "pipeline"))]
 pub trait Handler: Sized + 'static {
     /// Called once, before the first request, with the model's name, version, manifest
     /// and the handler's own keys from `model-config.yaml`. An error fails the model's load.
@@ -106,6 +120,7 @@ pub trait Handler: Sized + 'static {
 /// ```ignore
 /// wasmserve_handler::export_handler!(MyHandler);
 /// ```
+#[cfg(not(feature = "pipeline"))]
 #[macro_export]
 macro_rules! export_handler {
     ($handler:ty) => {
@@ -147,6 +162,34 @@ macro_rules! export_handler {
 
             $crate::bindings::export!(WasmserveExport with_types_in $crate::bindings);
         };
+    };
+}
+
+/// With feature `pipeline` the crate binds the `pipeline` world, which has no
+/// `preprocess`/`postprocess` to export: say so where the macro is used.
+#[cfg(feature = "pipeline")]
+#[macro_export]
+macro_rules! export_handler {
+    ($handler:ty) => {
+        ::std::compile_error!(
+            "wasmserve-handler is built with feature `pipeline` (the `pipeline` world), so \
+             it cannot export a Handler. Another crate in this cargo build enables the \
+             feature and cargo unifies features: build handlers and pipelines in separate \
+             cargo invocations (or workspaces)."
+        );
+    };
+}
+
+/// Without feature `pipeline` the crate binds the `handler` world, which has no
+/// `handle` to export: say so where the macro is used.
+#[cfg(not(feature = "pipeline"))]
+#[macro_export]
+macro_rules! export_pipeline {
+    ($pipeline:ty) => {
+        ::std::compile_error!(
+            "export_pipeline! needs wasmserve-handler's feature `pipeline`: \
+             wasmserve-handler = { ..., features = [\"pipeline\"] } in Cargo.toml"
+        );
     };
 }
 

@@ -218,6 +218,33 @@ impl Image {
         })
     }
 
+    /// The `width` × `height` window at `(left, top)` as an image of its own. Fails
+    /// (400) when the window is empty or reaches outside the image.
+    pub fn crop(&self, left: u32, top: u32, width: u32, height: u32) -> Result<Image, Error> {
+        let fits = |start: u32, len: u32, dim: u32| {
+            len > 0 && start.checked_add(len).is_some_and(|e| e <= dim)
+        };
+        if !fits(left, width, self.width) || !fits(top, height, self.height) {
+            return Err(Error::bad_request(format!(
+                "the {width}x{height} crop at ({left}, {top}) is not inside the {}x{} image",
+                self.width, self.height
+            )));
+        }
+        let c = self.channels as usize;
+        let stride = self.width as usize * c;
+        let mut pixels = Vec::with_capacity(width as usize * height as usize * c);
+        for y in top as usize..(top + height) as usize {
+            let start = y * stride + left as usize * c;
+            pixels.extend_from_slice(&self.pixels[start..start + width as usize * c]);
+        }
+        Ok(Image {
+            width,
+            height,
+            channels: self.channels,
+            pixels,
+        })
+    }
+
     /// The `width` × `height` window at the centre (torchvision's `CenterCrop`), as the
     /// pixel offsets `(left, top)`. Fails when the image is smaller than the window.
     pub fn center_offsets(&self, width: u32, height: u32) -> Result<(u32, u32), Error> {
@@ -373,6 +400,32 @@ mod tests {
                 t.to_vec::<f32>().unwrap(),
                 reference(&img, (2, 1), (4, 3), mean, std)
             );
+        }
+    }
+
+    #[test]
+    fn crop_takes_the_window_and_refuses_one_outside() {
+        let img = Image {
+            width: 4,
+            height: 3,
+            channels: 3,
+            pixels: (0..36).collect(),
+        };
+        let c = img.crop(1, 1, 2, 2).unwrap();
+        assert_eq!((c.width, c.height, c.channels), (2, 2, 3));
+        assert_eq!(
+            c.pixels,
+            vec![15, 16, 17, 18, 19, 20, 27, 28, 29, 30, 31, 32]
+        );
+        assert_eq!(img.crop(0, 0, 4, 3).unwrap().pixels, img.pixels);
+        for (l, t, w, h) in [
+            (3, 0, 2, 1),
+            (0, 2, 1, 2),
+            (0, 0, 0, 1),
+            (u32::MAX, 0, 2, 1),
+        ] {
+            let e = img.crop(l, t, w, h).unwrap_err();
+            assert_eq!(e.status, 400, "{l} {t} {w} {h}");
         }
     }
 }
