@@ -5,7 +5,7 @@ ASSETS ?= ../shared/assets
 export WASMSERVE_ASSETS := $(abspath $(ASSETS))
 CARGO ?= cargo
 
-.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc soak
+.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline soak
 
 all: build
 
@@ -45,6 +45,11 @@ bench-v2: build
 # 16) and the streaming example's time to its first piece (bench/grpc.rs; about a minute).
 bench-grpc: build
 	$(CARGO) bench --bench grpc
+
+# The example pipelines against the forwards they run, called directly, per request at
+# concurrency 1 (bench/pipeline.rs; about a minute).
+bench-pipeline: build
+	$(CARGO) bench --bench pipeline
 
 # Endurance: 20,000 kitten predictions at concurrency 64 with handler faults mixed in,
 # RSS checked (tests/soak.rs; WASMSERVE_SOAK_REQUESTS, _CONCURRENCY, _WARMUP to change).

@@ -210,25 +210,6 @@ fn a_pipeline_archive_needs_no_model_and_takes_none() {
     assert!(err.contains("--serialized-file is required"), "{err}");
 }
 
-/// The MNIST digit files of `number`, side by side in one grey PNG, each scaled by
-/// `scale`.
-fn written_number(number: &str, scale: u32) -> Vec<u8> {
-    let side = 28 * scale;
-    let mut canvas = image::GrayImage::new(side * number.len() as u32, side);
-    for (i, d) in number.chars().enumerate() {
-        let png = std::fs::read(asset(&format!("images/mnist/{d}.png"))).unwrap();
-        let digit = image::load_from_memory(&png).unwrap().to_luma8();
-        let digit =
-            image::imageops::resize(&digit, side, side, image::imageops::FilterType::Triangle);
-        image::imageops::replace(&mut canvas, &digit, (i as u32 * side) as i64, 0);
-    }
-    let mut png = Vec::new();
-    canvas
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
-    png
-}
-
 /// The example pipeline `examples/mnist_number` (on the SDK's `pipeline` feature): an
 /// image of several digits is cut into crops that vit4mnist classifies in one batched
 /// call (one inference on the model per request), and the answer is the number.

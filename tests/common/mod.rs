@@ -679,3 +679,22 @@ pub fn mobilenet_v2_server(store: &ModelStore, threads: usize, config: &str) -> 
         &format!("intra_op_threads={threads}\n{config}"),
     )
 }
+
+/// The MNIST digit files of `number`, side by side in one grey PNG, each scaled by
+/// `scale`.
+pub fn written_number(number: &str, scale: u32) -> Vec<u8> {
+    let side = 28 * scale;
+    let mut canvas = image::GrayImage::new(side * number.len() as u32, side);
+    for (i, d) in number.chars().enumerate() {
+        let png = std::fs::read(asset(&format!("images/mnist/{d}.png"))).unwrap();
+        let digit = image::load_from_memory(&png).unwrap().to_luma8();
+        let digit =
+            image::imageops::resize(&digit, side, side, image::imageops::FilterType::Triangle);
+        image::imageops::replace(&mut canvas, &digit, (i as u32 * side) as i64, 0);
+    }
+    let mut png = Vec::new();
+    canvas
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
