@@ -30,6 +30,7 @@ impl ModelCaller for CoreModels {
     fn infer(
         &self,
         caller: &str,
+        request_id: &str,
         model: &str,
         version: Option<&str>,
         inputs: Vec<Tensor>,
@@ -51,9 +52,9 @@ impl ModelCaller for CoreModels {
             )));
         }
         let started = Instant::now();
-        let id = format!("{caller}>{model}");
-        let reply =
-            super::predict::submit(&target, &id, Input::Tensors(inputs), None).map_err(fail)?;
+        tracing::debug!(request_id, pipeline = caller, model, "models.infer");
+        let reply = super::predict::submit(&target, request_id, Input::Tensors(inputs), None)
+            .map_err(fail)?;
         let timeout = target.settings.response_timeout;
         let until = deadline.min(started + timeout);
         let result = wait_until(reply, until);

@@ -131,6 +131,7 @@ impl HandlerComponent {
             stream: None,
             models: sandbox.models.clone(),
             model_calls: 0,
+            request_id: String::new(),
         };
         let call_timeout = sandbox.call_timeout.min(self.limits.call_timeout);
         let mut store = Store::new(&self.engine, state);
@@ -224,7 +225,9 @@ impl HandlerInstance {
         let Bindings::Pipeline(_) = &self.bindings else {
             return Err(not_a("pipeline", "handle"));
         };
-        self.store.data_mut().stream = stream.cloned();
+        let state = self.store.data_mut();
+        state.stream = stream.cloned();
+        state.request_id.clone_from(&req.id);
         self.call(|b, s| match b {
             Bindings::Pipeline(p) => p.call_handle(s, req),
             Bindings::Handler(_) => Err(wasmtime::Error::msg("the world was checked above")),

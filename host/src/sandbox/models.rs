@@ -19,10 +19,12 @@ pub const MAX_MODEL_CALLS_PER_CALL: u32 = 256;
 pub trait ModelCaller: Send + Sync + std::fmt::Debug {
     /// Runs the forward of `model` (`version`: `None` for the default one) on `inputs`
     /// through the model's queue, waiting at most until `deadline`. `caller` is the
-    /// pipeline's name, for the logs.
+    /// pipeline's name and `request_id` the id of the request it is answering: the call
+    /// runs under that id, so that the model's log lines join the pipeline's.
     fn infer(
         &self,
         caller: &str,
+        request_id: &str,
         model: &str,
         version: Option<&str>,
         inputs: Vec<Tensor>,
@@ -82,8 +84,13 @@ impl models::Host for HostState {
         }
         let deadline = self.call_deadline.unwrap_or_else(Instant::now);
         let version = (!version.is_empty()).then_some(version.as_str());
-        models
-            .caller
-            .infer(&self.labels.model_name, &model, version, inputs, deadline)
+        models.caller.infer(
+            &self.labels.model_name,
+            &self.request_id,
+            &model,
+            version,
+            inputs,
+            deadline,
+        )
     }
 }

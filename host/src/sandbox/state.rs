@@ -32,6 +32,8 @@ pub struct HostState {
     pub(super) models: Option<Models>,
     /// Model calls the current call made (reset at every call).
     pub(super) model_calls: u32,
+    /// The id of the request the current `handle` answers, which its model calls carry.
+    pub(super) request_id: String,
 }
 
 impl WasiView for HostState {
