@@ -84,6 +84,7 @@ pub enum ArchiveError {
 pub mod handler;
 pub mod python;
 mod tgz;
+pub mod war;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
     move |source| ArchiveError::Io {
