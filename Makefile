@@ -52,6 +52,7 @@ soak: build
 	$(CARGO) test --release -p wasmserve --test soak -- --nocapture
 
 GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler hostile_handler tensor_probe stream_classifier legacy_handler pipeline_probe
+GUESTS += asl_handler workflow_join
 
 lint: deps
 	$(CARGO) clippy --release --all-targets -- -D warnings
