@@ -56,7 +56,7 @@ bench-pipeline: build
 soak: build
 	$(CARGO) test --release -p wasmserve --test soak -- --nocapture
 
-GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler hostile_handler tensor_probe stream_classifier legacy_handler pipeline_probe
+GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler hostile_handler tensor_probe stream_classifier legacy_handler pipeline_probe asl_handler workflow_join
 # Guests on the SDK's `pipeline` feature: linted in their own cargo run (features unify
 # within one, and a component binds one world).
 PIPELINE_GUESTS := mnist_number

@@ -27,6 +27,8 @@ const GUESTS: &[&str] = &[
     "tensor_probe",
     "legacy_handler",
     "pipeline_probe",
+    "asl_handler",
+    "workflow_join",
 ];
 
 /// Guests that build the SDK with feature `pipeline` (the `pipeline` world): in a cargo

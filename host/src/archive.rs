@@ -84,6 +84,8 @@ pub enum ArchiveError {
 pub mod handler;
 pub mod python;
 mod tgz;
+pub mod war;
+pub mod war_command;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
     move |source| ArchiveError::Io {

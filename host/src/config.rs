@@ -1076,6 +1076,8 @@ pub struct ModelOverrides {
     pub max_batch_delay: Option<Duration>,
     pub response_timeout: Option<Duration>,
     pub initial_workers: Option<usize>,
+    /// `maxWorkers` (at least `minWorkers`).
+    pub max_workers: Option<usize>,
 }
 
 impl ModelOverrides {
@@ -1094,6 +1096,9 @@ impl ModelOverrides {
         if let Some(w) = self.initial_workers {
             settings.min_workers = w;
             settings.max_workers = settings.max_workers.max(w);
+        }
+        if let Some(m) = self.max_workers {
+            settings.max_workers = m.max(settings.min_workers);
         }
         Ok(())
     }

@@ -25,6 +25,8 @@ enum Command {
     Start(server::StartArgs),
     /// Stops the server started in the background.
     Stop,
+    /// Packs a workflow (spec YAML, function component, extra files) into NAME.war.
+    WorkflowArchive(archive::war_command::WorkflowArchiveArgs),
     /// Handler projects: `wasmserve handler new NAME` writes a ready Rust handler.
     #[command(subcommand)]
     Handler(HandlerCommand),
@@ -93,6 +95,9 @@ fn main() -> ExitCode {
         Command::Start(args) if args.foreground => server::run_foreground(args),
         Command::Start(args) => daemon::start_background(&args),
         Command::Stop => daemon::stop(),
+        Command::WorkflowArchive(args) => {
+            archive::war_command::run(&args).map(|p| println!("{}", p.display()))
+        }
         Command::Handler(HandlerCommand::New {
             name,
             dir,

@@ -37,6 +37,8 @@ pub struct LoadRequest {
     pub at_startup: bool,
     /// A built-in handler to use instead of the archive's (`handler=` on registration).
     pub handler: Option<String>,
+    /// The workflow this model is a node of (left out of snapshots).
+    pub workflow: Option<String>,
 }
 
 /// Why a model could not be loaded; the message names the archive and the step.
@@ -57,6 +59,8 @@ pub struct ModelVersion {
     pub runtime: String,
     /// Whether it came from `--models` / `load_models` rather than the management API.
     pub loaded_at_startup: bool,
+    /// The workflow it is a node of, if any (`<workflow>__<node>`).
+    pub workflow: Option<String>,
     /// Settings fixed at load time (batching, timeouts, queue size).
     pub settings: ModelSettings,
     /// The inputs and outputs its metadata shows.
@@ -257,6 +261,7 @@ impl ModelVersion {
             url: url.to_string(),
             runtime: archive.manifest.runtime.clone(),
             loaded_at_startup: request.at_startup,
+            workflow: request.workflow.clone(),
             workers_range: Mutex::new((settings.min_workers, settings.max_workers)),
             settings,
             queue,
@@ -566,6 +571,11 @@ impl Registry {
     /// without one loads pipelines that may call no model.
     pub fn set_model_caller(&self, caller: Arc<dyn ModelCaller>) {
         let _ = self.model_caller.set(caller);
+    }
+
+    /// How pipelines loaded here reach the models, once set.
+    pub fn model_caller(&self) -> Option<&Arc<dyn ModelCaller>> {
+        self.model_caller.get()
     }
 
     /// Loads `request`, optionally starts its `minWorkers` lanes, and registers it. On

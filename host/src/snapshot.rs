@@ -135,7 +135,11 @@ fn try_write(dir: &Path, config: &ServerConfig, registry: &Registry) -> std::io:
     let mut count = 0;
     for (model, default) in registry.list() {
         let mut versions = serde_json::Map::new();
+        // A workflow's models come and go with their workflow, which is not recorded.
         for v in registry.versions(&model).unwrap_or_default() {
+            if v.workflow.is_some() {
+                continue;
+            }
             let (min, max) = v.workers_range();
             count += 1;
             versions.insert(
@@ -151,7 +155,9 @@ fn try_write(dir: &Path, config: &ServerConfig, registry: &Registry) -> std::io:
                 }),
             );
         }
-        models.insert(model, versions.into());
+        if !versions.is_empty() {
+            models.insert(model, versions.into());
+        }
     }
     let snapshot = json!({"name": name, "modelCount": count, "models": models});
     let mut text = format!("{HEADER}, {}\n", chrono::Utc::now().to_rfc3339());

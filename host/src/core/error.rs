@@ -15,6 +15,9 @@ pub enum Error {
     /// The model is served, but not that version.
     #[error("Model version: {version} does not exist for model: {model}")]
     VersionNotFound { model: String, version: String },
+    /// No workflow of that name is registered.
+    #[error("Workflow not found: {0}")]
+    WorkflowNotFound(String),
     /// A registration names an archive that is not there.
     #[error("Model not found in model store: {0}")]
     ArchiveNotFound(String),
@@ -82,6 +85,7 @@ impl Error {
             Error::ModelNotFound(_)
             | Error::VersionNotFound { .. }
             | Error::ArchiveNotFound(_)
+            | Error::WorkflowNotFound(_)
             | Error::NotFound(_) => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::InvalidInput(_) | Error::Download(_) => 400,

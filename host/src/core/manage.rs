@@ -41,7 +41,7 @@ pub enum Scaled {
 }
 
 impl Core {
-    fn enabled(&self) -> Result<(), Error> {
+    pub(super) fn enabled(&self) -> Result<(), Error> {
         match self.config.enable_model_api {
             true => Ok(()),
             false => Err(Error::ModelApiDisabled),
@@ -71,6 +71,7 @@ impl Core {
             overrides: r.overrides,
             at_startup: false,
             handler: r.handler,
+            workflow: None,
         };
         let (core, synchronous) = (self.clone(), r.synchronous);
         let result = tokio::task::spawn_blocking(move || {
@@ -105,7 +106,7 @@ impl Core {
     }
 
     /// Downloads an `http(s)://` archive into the model store.
-    async fn download(self: &Arc<Self>, url: &str) -> Result<PathBuf, Error> {
+    pub(super) async fn download(self: &Arc<Self>, url: &str) -> Result<PathBuf, Error> {
         let store = self.config.model_store.clone().ok_or_else(|| {
             Error::invalid("The server has no model store (--model-store) to download into")
         })?;
@@ -195,6 +196,16 @@ impl Core {
         version: Option<&str>,
     ) -> Result<(), Error> {
         self.enabled()?;
+        if let Some(wf) = self
+            .registry
+            .get(name, version)
+            .ok()
+            .and_then(|v| v.workflow.clone())
+        {
+            return Err(Error::invalid(format!(
+                "Model {name} is a node of workflow {wf}: unregister the workflow instead"
+            )));
+        }
         let removed = self.registry.remove(name, version)?;
         let core = self.clone();
         tokio::task::spawn_blocking(move || {

@@ -15,7 +15,9 @@
 //! - [`pipeline`]: pipelines' calls to models (`models.infer`), through the same queues;
 //! - [`startup`]: the models `--models`/`load_models` or a snapshot name;
 //! - [`signature`], [`tensor`]: what a model takes and gives, in the protocol's
-//!   datatypes.
+//!   datatypes;
+//! - [`workflow`]: TorchServe's workflows, DAGs of model and function nodes over the
+//!   same predict path.
 
 pub mod error;
 pub mod manage;
@@ -25,6 +27,7 @@ pub mod signature;
 pub mod startup;
 pub mod status;
 pub mod tensor;
+pub mod workflow;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +54,8 @@ pub struct Core {
     pub snapshot_dir: Option<PathBuf>,
     /// Whether the startup models have been loaded (tried, at least).
     started: AtomicBool,
+    /// The registered workflows.
+    pub(crate) workflows: workflow::Workflows,
 }
 
 impl Core {
@@ -72,6 +77,7 @@ impl Core {
             work_dir,
             snapshot_dir,
             started: AtomicBool::new(false),
+            workflows: Default::default(),
         }
     }
 

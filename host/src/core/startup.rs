@@ -146,7 +146,9 @@ async fn restore_snapshot(core: &Arc<Core>, snapshot: &str) -> StartupReport {
                 max_batch_delay: Some(std::time::Duration::from_millis(m.max_batch_delay_ms)),
                 response_timeout: Some(std::time::Duration::from_secs(m.response_timeout_s)),
                 initial_workers: Some(m.min_workers),
+                max_workers: None,
             },
+            workflow: None,
         };
         let (state2, label) = (core.clone(), format!("{} {}", m.name, m.version));
         let result = tokio::task::spawn_blocking(move || {

@@ -14,6 +14,7 @@ pub fn code(e: &Error) -> Code {
         Error::ModelNotFound(_)
         | Error::VersionNotFound { .. }
         | Error::ArchiveNotFound(_)
+        | Error::WorkflowNotFound(_)
         | Error::NotFound(_) => Code::NotFound,
         Error::InvalidInput(_) | Error::Download(_) => Code::InvalidArgument,
         Error::InvalidKey | Error::ModelApiDisabled => Code::PermissionDenied,

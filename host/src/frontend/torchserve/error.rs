@@ -11,6 +11,7 @@ pub fn classify(e: &Error) -> (u16, &'static str) {
     match e {
         Error::ModelNotFound(_) | Error::ArchiveNotFound(_) => (404, "ModelNotFoundException"),
         Error::VersionNotFound { .. } => (404, "ModelVersionNotFoundException"),
+        Error::WorkflowNotFound(_) => (404, "WorkflowNotFoundException"),
         Error::InvalidInput(_) => (400, "BadRequestException"),
         // TorchServe answers a missing or wrong key with 400.
         Error::InvalidKey => (400, "InvalidKeyException"),

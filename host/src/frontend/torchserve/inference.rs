@@ -3,6 +3,7 @@
 //! - `GET /ping` → `{"status": "Healthy"}` (500 `Unhealthy` when a model has no worker);
 //! - `POST /predictions/{model}[/{version}]` → the handler's response; a handler that
 //!   sends intermediate responses gets a chunked one, a chunk per piece;
+//! - `POST /wfpredict/{workflow}` → the workflow's answer (`super::workflow`);
 //! - `OPTIONS /` and `GET /api-description` → the OpenAPI 3 description of this API.
 //!
 //! Every response carries an `x-request-id`: the client's, or a new one.
@@ -47,6 +48,10 @@ impl InferenceApi {
                 self.predict(req, model, Some(version), &request_id).await
             }
             (["predictions", ..], _) => return method_not_allowed(),
+            (["wfpredict", name], &Method::POST | &Method::PUT) => {
+                super::workflow::predict(&self.core, req, name, &request_id).await
+            }
+            (["wfpredict", ..], _) => return method_not_allowed(),
             _ => return not_found(),
         };
         result.unwrap_or_else(error::response)

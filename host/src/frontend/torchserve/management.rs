@@ -9,7 +9,8 @@
 //! - `DELETE /models/{m}[/{v}]` unregisters (needs `enable_model_api`), after the
 //!   requests already queued for it are answered;
 //! - `PUT /models/{m}/{v}/set-default` picks the version `/predictions/{m}` uses;
-//! - `OPTIONS /` describes this API in OpenAPI 3.
+//! - `OPTIONS /` describes this API in OpenAPI 3;
+//! - `/workflows…`: TorchServe's workflow management (`super::workflow`).
 //!
 //! Archives come from the model store (a file name, no folders), a `file://` path, or
 //! an `http(s)://` URL downloaded into the store; the URLs must match `allowed_urls`.
@@ -80,7 +81,7 @@ fn invalid(key: &str, v: impl std::fmt::Display) -> Error {
     Error::invalid(format!("Invalid value for parameter {key}: {v}"))
 }
 
-fn int_param(params: &Params, key: &str) -> Result<Option<i64>, Error> {
+pub(super) fn int_param(params: &Params, key: &str) -> Result<Option<i64>, Error> {
     params
         .get(key)
         .map(|v| v.parse::<i64>().map_err(|_| invalid(key, v)))
@@ -256,6 +257,9 @@ impl ManagementApi {
                 self.answer(op, params).await
             }
             (["models", ..], _) => Err(Route::Method),
+            (["workflows", ..], _) if segs.len() <= 2 => {
+                Ok(super::workflow::manage(&self.core, req, &segs, params).await?)
+            }
             _ => Err(Route::NotFound),
         }
     }
@@ -329,6 +333,7 @@ impl ManagementApi {
             response_timeout: uint_param(&params, "response_timeout")?
                 .map(|s| Duration::from_secs(s as u64)),
             initial_workers: uint_param(&params, "initial_workers")?,
+            max_workers: None,
         };
         // TorchServe's worker start timeout; a wasmserve worker starts in milliseconds.
         uint_param(&params, "startup_timeout")?;
@@ -426,7 +431,7 @@ impl From<Error> for Route {
 }
 
 /// Merges the keys of a JSON object body into the query parameters (query wins).
-fn merge_json_body(params: &mut Params, bytes: &[u8]) -> Result<(), Error> {
+pub(super) fn merge_json_body(params: &mut Params, bytes: &[u8]) -> Result<(), Error> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(());
     }
