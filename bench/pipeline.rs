@@ -1,13 +1,18 @@
-//! Pipelines against the forwards they run, called directly: per-request time at
-//! concurrency 1, the server and the in-process forwards taking turns in one run.
+//! The example pipeline and workflow against the forwards they run, called directly:
+//! per-request time at concurrency 1 on one keep-alive connection, the server's
+//! requests and the in-process forwards taking turns in one run.
 //!
 //! - `examples/mnist_number` reading a ten-digit PNG (decode, ten crops, one batched
-//!   `models.infer` of `[10, 1, 28, 28]` on vit4mnist) against: the same `[10, 1, 28,
-//!   28]` forward in this process; the same tensor through the server as one KServe v2
-//!   request; and the ten digits as ten `/predictions/mnist` requests, one after another
-//!   (what a client does without a pipeline).
+//!   `models.infer` of `[10, 1, 28, 28]` on vit4mnist) against: that forward in this
+//!   process; the same tensor as one KServe v2 request; the ten digits as ten
+//!   `/predictions/mnist` requests, one after another (what a client does without a
+//!   pipeline).
+//! - `examples/workflow_join` (`/wfpredict`: a function node, MobileNetV2 and the ASL
+//!   model in parallel, a joining function node) on an ASL photo, against: the two
+//!   forwards one after the other in this process; the two `/predictions` requests one
+//!   after the other (what a client does without a workflow).
 //!
-//! `cargo bench --bench pipeline` (`make bench-pipeline`; about a minute).
+//! `cargo bench --bench pipeline` (`make bench-pipeline`; about two minutes).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -20,6 +25,20 @@ use serde_json::json;
 
 const THREADS: usize = 1;
 const NUMBER: &str = "0123456789";
+const WORKFLOW: &str = "models:
+  min-workers: 1
+  max-workers: 1
+  batch-size: 1
+  timeout-ms: 60000
+  mobilenet:
+    url: mobilenet.mar
+  asl:
+    url: asl.mar
+dag:
+  pre: [mobilenet, asl]
+  mobilenet: [join]
+  asl: [join]
+";
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -40,13 +59,70 @@ fn digit_batch() -> Vec<f32> {
     values
 }
 
+fn must(out: std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The forwards, called directly on a thread of their own at THREADS, as a lane runs
+/// them: `0` vit4mnist on the ten digits, `1` MobileNetV2 then the ASL model.
+fn forwarder(
+    jobs: std::sync::mpsc::Receiver<u8>,
+    done: std::sync::mpsc::Sender<Duration>,
+    digits: Vec<f32>,
+) {
+    tch::set_num_threads(THREADS as i32);
+    let load = |rel: &str| {
+        let mut m = tch::CModule::load(asset(rel)).unwrap();
+        m.set_eval();
+        m
+    };
+    let (vit, mobilenet, asl) = (
+        load("models/vit4mnist.ptl"),
+        load("models/mobilenet_v2_quantized.pt"),
+        load("models/asl.ptl"),
+    );
+    let x_digits = tch::Tensor::from_slice(&digits).view([10, 1, 28, 28]);
+    let x_imagenet = tch::Tensor::from_slice(&v2_input_values()).view([1, 3, 224, 224]);
+    let x_asl = tch::Tensor::rand([1, 3, 200, 200], (tch::Kind::Float, tch::Device::Cpu)) * 255.0;
+    let run = |m: &tch::CModule, x: &tch::Tensor| {
+        let out = tch::no_grad(|| m.forward_ts(&[x])).unwrap();
+        std::hint::black_box(Vec::<f32>::try_from(out.view([-1])).unwrap());
+    };
+    for job in jobs {
+        let t = Instant::now();
+        if job == 0 {
+            run(&vit, &x_digits);
+        } else {
+            run(&mobilenet, &x_imagenet);
+            run(&asl, &x_asl);
+        }
+        done.send(t.elapsed()).unwrap();
+    }
+}
+
 fn main() {
     let store = ModelStore::new();
-    let vit = asset("models/vit4mnist.ptl");
-    store.archive("mnist", &vit, guest("mnist_handler").to_str().unwrap(), &[]);
+    store.archive(
+        "mnist",
+        &asset("models/vit4mnist.ptl"),
+        guest("mnist_handler").to_str().unwrap(),
+        &[],
+    );
+    store.mobilenet();
+    store.archive(
+        "asl",
+        &asset("models/asl.ptl"),
+        guest("asl_handler").to_str().unwrap(),
+        &[],
+    );
+    let dir = store.path().to_str().unwrap();
     let yaml = store.path().join("number-config.yaml");
     std::fs::write(&yaml, "models: [mnist]\n").unwrap();
-    let out = wasmserve(&[
+    must(wasmserve(&[
         "archive",
         "--model-name",
         "number",
@@ -57,118 +133,159 @@ fn main() {
         "-c",
         yaml.to_str().unwrap(),
         "--export-path",
-        store.path().to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        dir,
+    ]));
+    let spec = store.path().join("classify.yaml");
+    std::fs::write(&spec, WORKFLOW).unwrap();
+    must(wasmserve(&[
+        "workflow-archive",
+        "--workflow-name",
+        "classify",
+        "--spec-file",
+        spec.to_str().unwrap(),
+        "--handler",
+        guest("workflow_join").to_str().unwrap(),
+        "--export-path",
+        dir,
+    ]));
     let server = Server::start(
         store.path(),
-        &["mnist.mar", "number.mar"],
-        &format!("intra_op_threads={THREADS}"),
+        &["mnist.mar", "number.mar", "mobilenet.mar", "asl.mar"],
+        &format!("intra_op_threads={THREADS}\nenable_model_api=true"),
     );
+    let (status, body) = json(
+        client()
+            .post(server.mgmt("/workflows?url=classify.war"))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
 
-    let values = digit_batch();
+    let digits = digit_batch();
     let mut conn = KeepAlive::connect(&server.base);
-    let number_req = conn.request("/predictions/number", &[], &written_number(NUMBER, 1));
-    let v2_req = conn.request(
-        "/v2/models/mnist/infer",
-        &["Content-Type: application/json"],
-        &serde_json::to_vec(
-            &json!({"inputs": [{"name": "input__0", "shape": [10, 1, 28, 28],
-            "datatype": "FP32", "data": values}]}),
-        )
-        .unwrap(),
-    );
-    let digit_reqs: Vec<Vec<u8>> = NUMBER
+    let png = |rel: String| std::fs::read(asset(&rel)).unwrap();
+    let photo = png("images/asl/A1.jpg".into());
+    let number_req = vec![conn.request("/predictions/number", &[], &written_number(NUMBER, 1))];
+    let v2_req = vec![
+        conn.request(
+            "/v2/models/mnist/infer",
+            &["Content-Type: application/json"],
+            &serde_json::to_vec(
+                &json!({"inputs": [{"name": "input__0", "shape": [10, 1, 28, 28],
+            "datatype": "FP32", "data": digits}]}),
+            )
+            .unwrap(),
+        ),
+    ];
+    let ten_reqs: Vec<Vec<u8>> = NUMBER
         .chars()
         .map(|d| {
-            let png = std::fs::read(asset(&format!("images/mnist/{d}.png"))).unwrap();
-            conn.request("/predictions/mnist", &[], &png)
+            conn.request(
+                "/predictions/mnist",
+                &[],
+                &png(format!("images/mnist/{d}.png")),
+            )
         })
         .collect();
-    let answer: serde_json::Value = serde_json::from_slice(&conn.send(&number_req).body).unwrap();
+    let wf_req = vec![conn.request("/wfpredict/classify", &[], &photo)];
+    let two_reqs = vec![
+        conn.request("/predictions/mobilenet", &[], &photo),
+        conn.request("/predictions/asl", &[], &photo),
+    ];
+    let answer: serde_json::Value =
+        serde_json::from_slice(&conn.send(&number_req[0]).body).unwrap();
     assert_eq!(answer["number"], json!(NUMBER), "{answer}");
+    let answer: serde_json::Value = serde_json::from_slice(&conn.send(&wf_req[0]).body).unwrap();
+    assert_eq!(answer["top"]["asl"], json!("A"), "{answer}");
 
-    // The in-process forward runs on a thread of its own at THREADS, as a lane does.
-    let (to_fwd, fwd_rx) = std::sync::mpsc::channel::<()>();
-    let (fwd_done, from_fwd) = std::sync::mpsc::channel::<Duration>();
-    let fwd_values = values.clone();
-    let forwarder = std::thread::spawn(move || {
-        tch::set_num_threads(THREADS as i32);
-        let mut m = tch::CModule::load(&vit).unwrap();
-        m.set_eval();
-        let x = tch::Tensor::from_slice(&fwd_values).view([10, 1, 28, 28]);
-        for () in fwd_rx {
-            let t = Instant::now();
-            let out = tch::no_grad(|| m.forward_ts(&[&x])).unwrap();
-            std::hint::black_box(Vec::<f32>::try_from(out.view([-1])).unwrap());
-            fwd_done.send(t.elapsed()).unwrap();
-        }
-    });
-    let forward = || {
-        to_fwd.send(()).unwrap();
+    let (to_fwd, jobs) = std::sync::mpsc::channel::<u8>();
+    let (done, from_fwd) = std::sync::mpsc::channel::<Duration>();
+    let thread = std::thread::spawn(move || forwarder(jobs, done, digits));
+    let forward = |job: u8| {
+        to_fwd.send(job).unwrap();
         from_fwd.recv().unwrap()
     };
-    let mut timed = |reqs: &[&Vec<u8>]| {
+    let mut send = |reqs: &[Vec<u8>]| {
         let t = Instant::now();
         for r in reqs {
             std::hint::black_box(conn.send(r).body);
         }
         t.elapsed()
     };
-    let digits: Vec<&Vec<u8>> = digit_reqs.iter().collect();
+    // The ways, in the order they are timed in each turn.
+    let server_ways: [&[Vec<u8>]; 5] = [&number_req, &v2_req, &ten_reqs, &wf_req, &two_reqs];
     for _ in 0..5 {
-        timed(&[&number_req]);
-        timed(&[&v2_req]);
-        timed(&digits);
-        forward();
-    }
-    let (rounds, per_round) = (7, 15);
-    let (mut pipe, mut v2, mut ten, mut fwd) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..rounds {
-        let (mut a, mut b, mut c, mut d) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..per_round {
-            a.push(timed(&[&number_req]));
-            b.push(timed(&[&v2_req]));
-            c.push(timed(&digits));
-            d.push(forward());
+        for w in server_ways {
+            send(w);
         }
-        pipe.push(median(a));
-        v2.push(median(b));
-        ten.push(median(c));
-        fwd.push(median(d));
+        forward(0);
+        forward(1);
+    }
+    let (rounds, per_round) = (7, 10);
+    let mut medians = vec![Vec::new(); server_ways.len() + 2];
+    for _ in 0..rounds {
+        let mut times = vec![Vec::new(); medians.len()];
+        for _ in 0..per_round {
+            for (i, w) in server_ways.iter().enumerate() {
+                times[i].push(send(w));
+            }
+            times[5].push(forward(0));
+            times[6].push(forward(1));
+        }
+        for (m, t) in medians.iter_mut().zip(times) {
+            m.push(median(t));
+        }
     }
     drop(to_fwd);
-    forwarder.join().unwrap();
-    let (pipe, v2, ten, fwd) = (median(pipe), median(v2), median(ten), median(fwd));
+    thread.join().unwrap();
+    let m: Vec<Duration> = medians.into_iter().map(median).collect();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let x = |d: Duration| d.as_secs_f64() / fwd.as_secs_f64();
+    let row = |what: &str, d: Duration, base: Duration| {
+        println!(
+            "| {what} | {:.2} | {:.2} |",
+            ms(d),
+            d.as_secs_f64() / base.as_secs_f64()
+        );
+    };
     println!(
-        "concurrency 1, {THREADS} intra-op thread(s), keep-alive; medians of {rounds} rounds \
-         of {per_round}, the server and the in-process forward in turns\n"
+        "concurrency 1, {THREADS} intra-op thread(s) per lane, keep-alive; medians of {rounds} \
+         rounds of {per_round}, the server's requests and the in-process forwards in turns\n"
     );
-    println!("| example: {NUMBER:?} in digits (vit4mnist) | ms per request | × the forward |");
+    println!("| per request | ms | × the forwards called directly |");
     println!("|---|---:|---:|");
-    println!(
-        "| the `[10, 1, 28, 28]` forward, called directly in-process | {:.2} | 1.00 |",
-        ms(fwd)
+    row(
+        "**mnist_number**: the `[10, 1, 28, 28]` vit4mnist forward, called directly",
+        m[5],
+        m[5],
     );
-    println!(
-        "| the same tensor as one KServe v2 request (JSON) | {:.2} | {:.2} |",
-        ms(v2),
-        x(v2)
+    row(
+        "the same tensor as one KServe v2 request (JSON)",
+        m[1],
+        m[5],
     );
-    println!(
-        "| `mnist_number` pipeline: PNG in, decode, crops, one batched `models.infer` | {:.2} | {:.2} |",
-        ms(pipe),
-        x(pipe)
+    row(
+        "the pipeline: a PNG of ten digits in, crops, one batched `models.infer`",
+        m[0],
+        m[5],
     );
-    println!(
-        "| without a pipeline: ten `/predictions/mnist` requests, one per digit | {:.2} | {:.2} |",
-        ms(ten),
-        x(ten)
+    row(
+        "without a pipeline: ten `/predictions/mnist` requests, one per digit",
+        m[2],
+        m[5],
+    );
+    row(
+        "**workflow_join**: the MobileNetV2 and ASL forwards, one after the other, called directly",
+        m[6],
+        m[6],
+    );
+    row(
+        "the workflow: `/wfpredict`, pre → (mobilenet ∥ asl) → join",
+        m[3],
+        m[6],
+    );
+    row(
+        "without a workflow: `/predictions/mobilenet` then `/predictions/asl`",
+        m[4],
+        m[6],
     );
 }
