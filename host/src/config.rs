@@ -104,6 +104,9 @@ pub struct ServerConfig {
     /// `model_snapshot`: the models of a config snapshot, restored at startup instead of
     /// `load_models` (see `snapshot`).
     pub model_snapshot: Option<String>,
+    /// `enable_envvars_config`: whether `TS_<KEY>` environment variables set keys, over
+    /// the config file and the command line (TorchServe's precedence); default false.
+    pub enable_envvars_config: bool,
     /// `models`: per-model settings, TorchServe's
     /// `{"name": {"version": {"minWorkers": 1, "batchSize": 4, …}}}`, applied to that
     /// version whenever it is loaded (over its `model-config.yaml`, under a
@@ -158,6 +161,7 @@ impl Default for ServerConfig {
             intra_op_threads: None,
             max_handler_instances: crate::sandbox::DEFAULT_MAX_INSTANCES,
             model_snapshot: None,
+            enable_envvars_config: false,
             models: None,
             allowed_urls: vec![regex::Regex::new("^(?:file://.*)$").unwrap()],
             max_download_size: 2 << 30,
@@ -288,7 +292,6 @@ pub const TORCHSERVE_ONLY: &[&str] = &[
     "metrics_format",
     "metrics_mode",
     "metrics_config",
-    "enable_envvars_config",
     "install_py_dep_per_model",
     "workflow_store",
     "vmargs",
@@ -317,6 +320,23 @@ pub const TORCHSERVE_ONLY: &[&str] = &[
     "model_load_timeout",
     "maximum_workers",
 ];
+
+/// The keys that `TS_<KEY>` environment variables set when `enable_envvars_config`
+/// is on: `TS_` and the key's name in upper case (`TS_INFERENCE_ADDRESS`,
+/// `TS_DEFAULT_WORKERS_PER_MODEL`), for every key TorchServe or wasmserve knows.
+/// Other `TS_` variables (`TS_CONFIG_FILE` picks the file itself) are not keys.
+pub fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
+    vars.into_iter()
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix("TS_")?.to_ascii_lowercase();
+            let known = KEYS
+                .iter()
+                .any(|k| k.name == key || k.aliases.contains(&key.as_str()))
+                || TORCHSERVE_ONLY.contains(&key.as_str());
+            known.then_some((key, value))
+        })
+        .collect()
+}
 
 /// The known key nearest to `key` in edit distance, when it is near (a typo).
 fn closest_key(key: &str) -> Option<&'static str> {
@@ -578,6 +598,16 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
         write: |c| Some(c.enable_model_api.to_string()),
+        example: "true",
+    },
+    Key {
+        name: "enable_envvars_config",
+        aliases: &[],
+        read: |c, k, v| {
+            c.enable_envvars_config = parse_bool(k, v)?;
+            Ok(())
+        },
+        write: |c| Some(c.enable_envvars_config.to_string()),
         example: "true",
     },
     Key {
@@ -1107,6 +1137,33 @@ impl ModelOverrides {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ts_variables_name_known_keys_only() {
+        let vars = [
+            ("TS_INFERENCE_ADDRESS", "http://0.0.0.0:8085"),
+            ("TS_DEFAULT_WORKERS_PER_MODEL", "3"),
+            ("TS_NUMBER_OF_NETTY_THREADS", "4"),
+            ("TS_CONFIG_FILE", "/x.properties"),
+            ("TS_NO_SUCH_KEY", "1"),
+            ("PATH", "/bin"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let got = env_overrides(vars);
+        let keys: Vec<&str> = got.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "default_workers_per_model",
+                "inference_address",
+                "number_of_netty_threads"
+            ]
+        );
+        let mut c = ServerConfig::default();
+        c.apply(&got).unwrap();
+        assert_eq!(c.default_workers_per_model, 3);
+        assert_eq!(c.inference_address.port(), 8085);
+    }
 
     #[test]
     fn properties_as_java_reads_them() {

@@ -11,10 +11,9 @@ use tokio::sync::watch;
 
 use crate::config::ServerConfig;
 use crate::core::Core;
-use crate::frontend::InferencePort;
-use crate::frontend::torchserve::management::ManagementApi;
+use crate::frontend::port::{HttpApi, Port};
 use crate::http::ListenerOptions;
-use crate::http::auth::{KeyKind, TokenAuth};
+use crate::http::auth::TokenAuth;
 use crate::sandbox::{HandlerRuntime, Limits};
 
 /// `wasmserve start` arguments (TorchServe's flags).
@@ -77,7 +76,12 @@ impl StartArgs {
     /// what it starts with over the history.
     pub fn startup(&self) -> anyhow::Result<Startup> {
         let mut snapshot_trouble = false;
-        let restored = match (&self.ts_config, self.models.is_empty(), self.snapshot_dir()) {
+        // TorchServe's `TS_CONFIG_FILE` names the config file over `--ts-config`.
+        let ts_config = std::env::var_os("TS_CONFIG_FILE")
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| self.ts_config.clone());
+        let restored = match (&ts_config, self.models.is_empty(), self.snapshot_dir()) {
             (None, true, Some(dir)) => {
                 let found = crate::snapshot::restorable(&dir);
                 for (path, why) in &found.skipped {
@@ -93,7 +97,7 @@ impl StartArgs {
             tracing::info!("restoring the snapshot {}", path.display());
             eprintln!("wasmserve: restoring the snapshot {}", path.display());
         }
-        let mut config = match (&self.ts_config, restored) {
+        let mut config = match (&ts_config, restored) {
             (Some(path), _) => ServerConfig::from_file(path)?,
             (None, Some((_, config))) => config,
             (None, None) => ServerConfig::default(),
@@ -109,6 +113,19 @@ impl StartArgs {
         }
         config.enable_model_api |= self.enable_model_api;
         config.disable_token_authorization |= self.disable_token_auth;
+        // Last, as TorchServe has it: environment variables over the command line and
+        // the file, when the file (or the command line) enables them.
+        if config.enable_envvars_config {
+            let vars = crate::config::env_overrides(std::env::vars());
+            if !vars.is_empty() {
+                let names: Vec<String> = vars
+                    .keys()
+                    .map(|k| format!("TS_{}", k.to_uppercase()))
+                    .collect();
+                tracing::info!("config keys from the environment: {}", names.join(", "));
+                config.apply(&vars)?;
+            }
+        }
         if config.load_models.iter().any(|m| m == "all") && config.model_store.is_none() {
             anyhow::bail!(
                 "`--models all` loads every archive in the model store, and there is none: give --model-store DIR (or model_store)"
@@ -177,6 +194,48 @@ async fn bind(addr: std::net::SocketAddr, what: &str, key: &str) -> anyhow::Resu
     })
 }
 
+/// The HTTP APIs' listeners: one per address, serving every API configured there (as
+/// TorchServe serves `inference_address` = `management_address` on one port). Port 0
+/// means a port of its own for each API, so those are never shared.
+async fn bind_http(config: &ServerConfig) -> anyhow::Result<Vec<(TcpListener, Vec<HttpApi>)>> {
+    let mut wanted = vec![
+        (
+            HttpApi::Inference,
+            config.inference_address,
+            "inference_address",
+        ),
+        (
+            HttpApi::Management,
+            config.management_address,
+            "management_address",
+        ),
+    ];
+    if config.enable_metrics_api {
+        wanted.push((HttpApi::Metrics, config.metrics_address, "metrics_address"));
+    }
+    let mut groups: Vec<(std::net::SocketAddr, Vec<HttpApi>, Vec<&str>)> = Vec::new();
+    for (api, addr, key) in wanted {
+        match groups
+            .iter_mut()
+            .find(|(a, _, _)| *a == addr && addr.port() != 0)
+        {
+            Some((_, apis, keys)) => {
+                apis.push(api);
+                keys.push(key);
+            }
+            None => groups.push((addr, vec![api], vec![key])),
+        }
+    }
+    let mut listeners = Vec::new();
+    for (addr, apis, keys) in groups {
+        let names: Vec<&str> = apis.iter().map(|a| a.name()).collect();
+        let what = format!("{} API", names.join(" and "));
+        let listener = bind(addr, &what, &keys.join(" / ")).await?;
+        listeners.push((listener, apis));
+    }
+    Ok(listeners)
+}
+
 /// The TLS acceptor of the HTTPS listeners, from the PEM files; `alpn`: the protocols
 /// offered (`h2` for gRPC, whose clients insist on it).
 fn tls_acceptor(
@@ -231,18 +290,7 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
         (Some(files), true) => Some(tls_acceptor(files, &[b"h2"])?),
         _ => None,
     };
-    let inference = bind(
-        config.inference_address,
-        "inference API",
-        "inference_address",
-    )
-    .await?;
-    let management = bind(
-        config.management_address,
-        "management API",
-        "management_address",
-    )
-    .await?;
+    let http_listeners = bind_http(&config).await?;
     let grpc_inference = bind(
         config.grpc_inference_address,
         "gRPC inference API",
@@ -255,12 +303,7 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
         "grpc_management_address / grpc_management_port",
     )
     .await?;
-    let metrics = match config.enable_metrics_api {
-        true => Some(bind(config.metrics_address, "metrics API", "metrics_address").await?),
-        false => None,
-    };
     crate::metrics::global().set_enabled(config.enable_metrics_api);
-    let (inference_addr, management_addr) = (inference.local_addr()?, management.local_addr()?);
     let grpc_addrs = (grpc_inference.local_addr()?, grpc_management.local_addr()?);
     let auth = if config.disable_token_authorization {
         tracing::warn!(
@@ -292,46 +335,30 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
 
     // The listeners answer while the startup models load: health says not ready
     // (`/v2/health/ready`) until they are.
-    let options = |api, kind: Option<KeyKind>, reject| ListenerOptions {
-        api,
-        tls: tls.clone(),
-        client_timeout: core.config.client_timeout,
-        auth: kind.and_then(|k| auth.clone().map(|a| (a, k))),
-        count_answers: kind.is_some(),
-        reject,
-    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let port = Arc::new(InferencePort::new(core.clone()));
-    let inference_server = tokio::spawn(crate::http::serve(
-        inference,
-        options(
-            "inference",
-            Some(KeyKind::Inference),
-            InferencePort::reject(),
-        ),
-        move |req, id| {
-            let port = port.clone();
-            async move { port.handle(req, id).await }
-        },
-        shutdown_rx.clone(),
-    ));
-    let mgmt = Arc::new(ManagementApi {
-        core: core.clone(),
-        auth: auth.clone(),
-    });
-    let management_server = tokio::spawn(crate::http::serve(
-        management,
-        options(
-            "management",
-            Some(KeyKind::Management),
-            crate::frontend::torchserve_reject(),
-        ),
-        move |req, id| {
-            let mgmt = mgmt.clone();
-            async move { mgmt.handle(req, id).await }
-        },
-        shutdown_rx.clone(),
-    ));
+    let mut http_servers = Vec::new();
+    let mut announced = Vec::new();
+    for (listener, apis) in http_listeners {
+        let addr = listener.local_addr()?;
+        let port = Arc::new(Port::new(&apis, &core, auth.clone()));
+        announced.extend(port.apis().iter().map(|api| (*api, addr)));
+        let opts = ListenerOptions {
+            tls: tls.clone(),
+            client_timeout: core.config.client_timeout,
+            auth: auth.clone(),
+            classify: port.classify(),
+            reject: port.reject(),
+        };
+        http_servers.push(tokio::spawn(crate::http::serve(
+            listener,
+            opts,
+            move |req, id| {
+                let port = port.clone();
+                async move { port.handle(req, id).await }
+            },
+            shutdown_rx.clone(),
+        )));
+    }
     let grpc = crate::frontend::grpc::GrpcOptions {
         tls: grpc_tls.clone(),
         auth: auth.clone(),
@@ -351,16 +378,6 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
             shutdown_rx.clone(),
         )),
     ];
-    let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
-    let metrics_server = metrics.map(|listener| {
-        tokio::spawn(crate::http::serve(
-            listener,
-            options("metrics", None, crate::frontend::torchserve_reject()),
-            |req, _id| crate::frontend::metrics::handle(req),
-            shutdown_rx,
-        ))
-    });
-
     let report = core.load_startup().await;
     // On the terminal too (a background `start` shows these lines): the server serves
     // the other models, as TorchServe does, but nobody should miss that one is missing.
@@ -383,8 +400,11 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
             auth.file().display()
         );
     }
-    println!("wasmserve: inference API on {scheme}://{inference_addr}");
-    println!("wasmserve: management API on {scheme}://{management_addr}");
+    for api in [HttpApi::Inference, HttpApi::Management, HttpApi::Metrics] {
+        for (_, addr) in announced.iter().filter(|(a, _)| *a == api) {
+            println!("wasmserve: {} API on {scheme}://{addr}", api.name());
+        }
+    }
     let grpc_scheme = if grpc_tls.is_some() { "grpcs" } else { "grpc" };
     println!(
         "wasmserve: gRPC inference API on {grpc_scheme}://{}",
@@ -394,20 +414,13 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
         "wasmserve: gRPC management API on {grpc_scheme}://{}",
         grpc_addrs.1
     );
-    if let Some(addr) = metrics_addr {
-        println!("wasmserve: metrics API on {scheme}://{addr}");
-    }
     crate::daemon::announce_ready()?;
 
     wait_for_signal().await;
     tracing::info!("stopping: no new connections; finishing requests in flight");
     let _ = shutdown_tx.send(true);
-    let _ = tokio::join!(inference_server, management_server);
-    for server in grpc_servers {
+    for server in http_servers.into_iter().chain(grpc_servers) {
         let _ = server.await;
-    }
-    if let Some(m) = metrics_server {
-        let _ = m.await;
     }
     let registry = core.registry.clone();
     let stopping = tokio::task::spawn_blocking(move || registry.clear());

@@ -8,11 +8,13 @@
 //! - [`metrics`]: the Prometheus metrics API.
 //!
 //! The inference port serves TorchServe's routes, `/v2/...` and `/v1/...` side by
-//! side ([`InferencePort`]).
+//! side ([`InferencePort`]); [`port`] puts the APIs that share an address on one
+//! listener, routed by path.
 
 pub mod grpc;
 pub mod kserve;
 pub mod metrics;
+pub mod port;
 pub mod torchserve;
 
 use std::sync::Arc;
@@ -76,9 +78,4 @@ impl InferencePort {
             Api::V2 | Api::V1 => kserve::error_response(e),
         })
     }
-}
-
-/// TorchServe's rendering, for the ports that serve only its APIs.
-pub fn torchserve_reject() -> Reject {
-    Arc::new(|_: &str, e: Error| torchserve::error::response(e))
 }

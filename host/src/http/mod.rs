@@ -84,23 +84,33 @@ pub fn handler_headers(headers: &hyper::HeaderMap, skip: &[&str]) -> Vec<(String
 /// the request's path picks the API where several share a port.
 pub type Reject = Arc<dyn Fn(&str, Error) -> Response<Body> + Send + Sync>;
 
-/// How one listener serves, besides its API.
+/// What the shared steps need to know of the API a request is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiOf {
+    /// The API's name in the access log (`inference`, `management`, `metrics`).
+    pub name: &'static str,
+    /// The key it requires (`None`: open, like the metrics API). Answers of an API
+    /// with a key count in `Requests2XX/4XX/5XX`, as TorchServe counts the inference
+    /// and management APIs.
+    pub key: Option<KeyKind>,
+}
+
+/// The API a request's path is for, on a listener that may serve several.
+pub type Classify = Arc<dyn Fn(&str) -> ApiOf + Send + Sync>;
+
+/// How one listener serves, besides its APIs.
 #[derive(Clone)]
 pub struct ListenerOptions {
-    /// The API's name in the access log (`inference`, `management`, `metrics`).
-    pub api: &'static str,
     /// HTTPS when set.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// How long a client may take to send its headers (and, read by the APIs, its
     /// body), and to finish a TLS handshake.
     pub client_timeout: Duration,
-    /// The keys this API requires, and which one (`None`: open, like the metrics API
-    /// or any API with `--disable-token-auth`).
-    pub auth: Option<(Arc<TokenAuth>, KeyKind)>,
-    /// Whether answers count in `Requests2XX/4XX/5XX` (TorchServe counts the inference
-    /// and management APIs).
-    pub count_answers: bool,
-    /// Renders what the shared steps refuse, in the frontend's format.
+    /// The API keys (`None`: `--disable-token-auth`, every API open).
+    pub auth: Option<Arc<TokenAuth>>,
+    /// Which API a path is for: its name and the key it needs.
+    pub classify: Classify,
+    /// Renders what the shared steps refuse, in the format of the path's API.
     pub reject: Reject,
 }
 
@@ -131,10 +141,12 @@ where
     let span = tracing::info_span!("request", request_id = %id);
     let unread = Unread::default();
     let req = req.map(|body| ClientBody::new(body, &unread));
+    let api = (opts.classify)(req.uri().path());
     let denied = opts
         .auth
         .as_ref()
-        .and_then(|(auth, kind)| auth.check(*kind, &req).err());
+        .zip(api.key)
+        .and_then(|(auth, kind)| auth.check(kind, &req).err());
     let mut resp = match denied {
         Some(e) => {
             let path = req.uri().path().to_string();
@@ -159,14 +171,14 @@ where
         resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     let status = resp.status().as_u16();
-    if opts.count_answers {
+    if api.key.is_some() {
         crate::metrics::global().api_answer(status);
     }
     tracing::info!(
         target: crate::logging::ACCESS,
         "{peer} \"{line}\" {status} {}us request_id={id} api={}",
         started.elapsed().as_micros(),
-        opts.api,
+        api.name,
     );
     resp
 }

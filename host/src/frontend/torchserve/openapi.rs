@@ -169,3 +169,36 @@ pub fn management() -> Value {
         "components": components(),
     })
 }
+
+/// The description of a listener that serves both APIs (`inference_address` and
+/// `management_address` the same, as KServe's sample configuration has them): every
+/// path of both, as TorchServe lists them for such a port.
+pub fn both() -> Value {
+    let mut all = inference();
+    let management = management();
+    if let (Some(paths), Some(more)) = (
+        all["paths"].as_object_mut(),
+        management["paths"].as_object(),
+    ) {
+        for (path, item) in more {
+            paths.entry(path.clone()).or_insert_with(|| item.clone());
+        }
+    }
+    all["info"] = info("wasmserve inference and management APIs");
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_holds_every_path_of_each() {
+        let both = both();
+        for one in [inference(), management()] {
+            for path in one["paths"].as_object().unwrap().keys() {
+                assert!(both["paths"].get(path).is_some(), "{path}");
+            }
+        }
+    }
+}
