@@ -45,20 +45,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// The ten digits as MNIST's `[10, 1, 28, 28]` input, normalised as the pipeline does.
-fn digit_batch() -> Vec<f32> {
-    let mut values = Vec::new();
-    for d in NUMBER.chars() {
-        let png = std::fs::read(asset(&format!("images/mnist/{d}.png"))).unwrap();
-        let img = image::load_from_memory(&png).unwrap().to_luma8();
-        values.extend(
-            img.pixels()
-                .map(|p| (p.0[0] as f32 / 255.0 - 0.1307) / 0.3081),
-        );
-    }
-    values
-}
-
 fn must(out: std::process::Output) {
     assert!(
         out.status.success(),
@@ -106,12 +92,7 @@ fn forwarder(
 
 fn main() {
     let store = ModelStore::new();
-    store.archive(
-        "mnist",
-        &asset("models/vit4mnist.ptl"),
-        guest("mnist_handler").to_str().unwrap(),
-        &[],
-    );
+    store.mnist();
     store.mobilenet();
     store.archive(
         "asl",
@@ -119,22 +100,8 @@ fn main() {
         guest("asl_handler").to_str().unwrap(),
         &[],
     );
+    store.pipeline("number", "mnist_number", "models: [mnist]\n");
     let dir = store.path().to_str().unwrap();
-    let yaml = store.path().join("number-config.yaml");
-    std::fs::write(&yaml, "models: [mnist]\n").unwrap();
-    must(wasmserve(&[
-        "archive",
-        "--model-name",
-        "number",
-        "-v",
-        "1.0",
-        "--handler",
-        guest("mnist_number").to_str().unwrap(),
-        "-c",
-        yaml.to_str().unwrap(),
-        "--export-path",
-        dir,
-    ]));
     let spec = store.path().join("classify.yaml");
     std::fs::write(&spec, WORKFLOW).unwrap();
     must(wasmserve(&[
@@ -161,7 +128,7 @@ fn main() {
     );
     assert_eq!(status, 200, "{body}");
 
-    let digits = digit_batch();
+    let digits = mnist_batch(NUMBER);
     let mut conn = KeepAlive::connect(&server.base);
     let png = |rel: String| std::fs::read(asset(&rel)).unwrap();
     let photo = png("images/asl/A1.jpg".into());

@@ -50,12 +50,7 @@ fn get(url: &str, key: Option<&str>) -> (u16, String) {
 #[test]
 fn kserves_sample_config_serves_inference_and_management_on_one_port() {
     let store = ModelStore::new();
-    store.archive(
-        "mnist",
-        &asset("models/vit4mnist.ptl"),
-        guest("mnist_handler").to_str().unwrap(),
-        &[],
-    );
+    store.mnist();
     let config_dir = store.path().join("config");
     std::fs::create_dir_all(&config_dir).unwrap();
     let config = config_dir.join("config.properties");

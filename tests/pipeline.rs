@@ -6,50 +6,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use serde_json::{Value, json};
-
-/// The ten MNIST digits as one float32 `[10, 1, 28, 28]` batch, normalised as the
-/// MNIST handler does.
-fn digits() -> Vec<f32> {
-    let mut values = Vec::new();
-    for digit in 0..10 {
-        let png = std::fs::read(asset(&format!("images/mnist/{digit}.png"))).unwrap();
-        let img = image::load_from_memory(&png).unwrap().to_luma8();
-        let img = image::imageops::resize(&img, 28, 28, image::imageops::FilterType::Triangle);
-        values.extend(
-            img.pixels()
-                .map(|p| (p.0[0] as f32 / 255.0 - 0.1307) / 0.3081),
-        );
-    }
-    values
-}
-
-/// Archives the probe pipeline as `name`, declaring `models`.
-fn archive_pipeline(dir: &Path, name: &str, models: &str) {
-    let yaml = dir.join(format!("{name}-config.yaml"));
-    std::fs::write(&yaml, format!("models: {models}\n")).unwrap();
-    let out = wasmserve(&[
-        "archive",
-        "--model-name",
-        name,
-        "-v",
-        "1.0",
-        "--handler",
-        guest("pipeline_probe").to_str().unwrap(),
-        "-c",
-        yaml.to_str().unwrap(),
-        "--export-path",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn post_json(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     json(client().post(server.url(path)).json(body).send().unwrap())
@@ -72,17 +30,12 @@ fn call(server: &Server, pipeline: &str, request: Value) -> (u16, Value) {
 #[test]
 fn a_pipeline_calls_a_model_and_misuse_fails_its_own_request() {
     let store = ModelStore::new();
-    store.archive(
-        "mnist",
-        &asset("models/vit4mnist.ptl"),
-        guest("mnist_handler").to_str().unwrap(),
-        &[],
-    );
-    archive_pipeline(store.path(), "pipe", "[mnist, ghost, pipe]");
+    store.mnist();
+    store.pipeline("pipe", "pipeline_probe", "models: [mnist, ghost, pipe]\n");
     let server = Server::start(store.path(), &["mnist.mar", "pipe.mar"], "");
 
     // The forward through the pipeline is the forward KServe v2 runs.
-    let values = digits();
+    let values = mnist_batch("0123456789");
     let (status, body) = call(
         &server,
         "pipe",
@@ -216,45 +169,11 @@ fn a_pipeline_archive_needs_no_model_and_takes_none() {
 #[test]
 fn a_number_in_handwritten_digits_is_read_with_one_batched_call() {
     let store = ModelStore::new();
-    store.archive(
-        "mnist",
-        &asset("models/vit4mnist.ptl"),
-        guest("mnist_handler").to_str().unwrap(),
-        &[],
-    );
-    let yaml = store.path().join("number-config.yaml");
-    std::fs::write(&yaml, "models: [mnist]\ndigits: 12\n").unwrap();
-    let out = wasmserve(&[
-        "archive",
-        "--model-name",
-        "number",
-        "-v",
-        "1.0",
-        "--handler",
-        guest("mnist_number").to_str().unwrap(),
-        "-c",
-        yaml.to_str().unwrap(),
-        "--export-path",
-        store.path().to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    store.mnist();
+    store.pipeline("number", "mnist_number", "models: [mnist]\ndigits: 12\n");
     let mut server = Server::start(store.path(), &["mnist.mar", "number.mar"], "");
-    let inferences = |server: &mut Server| {
-        let text = client()
-            .get(server.metrics_url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        wasmserve::metrics::sample(&text, "ts_inference_requests_total", "model_name=\"mnist\"")
-            .unwrap_or_default()
-    };
 
-    let before = inferences(&mut server);
+    let before = server.metric("ts_inference_requests_total", "mnist");
     let mut calls = 0.0;
     for (number, scale) in [("0123456789", 1), ("9081726354", 1), ("42", 3), ("7", 2)] {
         let (status, body) =
@@ -269,7 +188,10 @@ fn a_number_in_handwritten_digits_is_read_with_one_batched_call() {
         }
     }
     // One call on the model per request, whatever the number of digits.
-    assert_eq!(inferences(&mut server) - before, calls);
+    assert_eq!(
+        server.metric("ts_inference_requests_total", "mnist") - before,
+        calls
+    );
 
     // Too many digits, and what is not an image, fail their own request.
     let (status, body) =

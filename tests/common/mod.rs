@@ -154,6 +154,42 @@ impl ModelStore {
             yaml,
         )
     }
+
+    /// vit4mnist with the `mnist_handler` example, as `mnist.mar`.
+    pub fn mnist(&self) -> PathBuf {
+        self.archive(
+            "mnist",
+            &asset("models/vit4mnist.ptl"),
+            guest("mnist_handler").to_str().unwrap(),
+            &[],
+        )
+    }
+
+    /// A pipeline archive `name.mar`: the component `guest` with `yaml` as its
+    /// model-config.yaml (its `models:` say what it may call), no model of its own.
+    pub fn pipeline(&self, name: &str, guest_name: &str, yaml: &str) -> PathBuf {
+        let config = self.path().join(format!("{name}-config.yaml"));
+        std::fs::write(&config, yaml).unwrap();
+        let out = wasmserve(&[
+            "archive",
+            "--model-name",
+            name,
+            "-v",
+            "1.0",
+            "--handler",
+            guest(guest_name).to_str().unwrap(),
+            "-c",
+            config.to_str().unwrap(),
+            "--export-path",
+            self.path().to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.path().join(format!("{name}.mar"))
+    }
 }
 
 /// A server over `store` serving `models`, with token authorization on (the default)
@@ -381,6 +417,18 @@ impl Server {
             }
         }
         format!("{}{path}", self.metrics.as_deref().unwrap())
+    }
+
+    /// The value of `name` for `model` on the metrics API (0 when it has none yet).
+    pub fn metric(&mut self, name: &str, model: &str) -> f64 {
+        let text = client()
+            .get(self.metrics_url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        wasmserve::metrics::sample(&text, name, &format!("model_name=\"{model}\""))
+            .unwrap_or_default()
     }
 
     /// Whether the server printed `text` on stdout.
@@ -697,4 +745,20 @@ pub fn written_number(number: &str, scale: u32) -> Vec<u8> {
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .unwrap();
     png
+}
+
+/// The MNIST digit files of `number` as vit4mnist's float32 `[N, 1, 28, 28]` input,
+/// `(x / 255 - 0.1307) / 0.3081`, as the MNIST handler and pipeline make it.
+pub fn mnist_batch(number: &str) -> Vec<f32> {
+    let mut values = Vec::new();
+    for d in number.chars() {
+        let png = std::fs::read(asset(&format!("images/mnist/{d}.png"))).unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_luma8();
+        assert_eq!(img.dimensions(), (28, 28));
+        values.extend(
+            img.pixels()
+                .map(|p| (p.0[0] as f32 / 255.0 - 0.1307) / 0.3081),
+        );
+    }
+    values
 }

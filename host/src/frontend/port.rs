@@ -62,6 +62,14 @@ impl HttpApi {
     }
 }
 
+/// `apis` without repeats, inference first: where a path that names no API goes.
+fn ordered(apis: &[HttpApi]) -> Vec<HttpApi> {
+    let mut apis = apis.to_vec();
+    apis.sort_by_key(|a| *a != HttpApi::Inference);
+    apis.dedup();
+    apis
+}
+
 /// One listener's APIs.
 pub struct Port {
     /// What it serves, the first being where a path that names none goes.
@@ -73,9 +81,7 @@ pub struct Port {
 impl Port {
     /// A listener serving `apis` (at least one; inference first when it is among them).
     pub fn new(apis: &[HttpApi], core: &Arc<Core>, auth: Option<Arc<TokenAuth>>) -> Port {
-        let mut apis = apis.to_vec();
-        apis.sort_by_key(|a| *a != HttpApi::Inference);
-        apis.dedup();
+        let apis = ordered(apis);
         Port {
             inference: apis
                 .contains(&HttpApi::Inference)
@@ -158,10 +164,8 @@ mod tests {
 
     fn routes(apis: &[HttpApi]) -> Vec<HttpApi> {
         // The routing alone: a port without its frontends.
-        let mut apis = apis.to_vec();
-        apis.sort_by_key(|a| *a != HttpApi::Inference);
         let port = Port {
-            apis,
+            apis: ordered(apis),
             inference: None,
             management: None,
         };
