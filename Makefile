@@ -5,7 +5,7 @@ ASSETS ?= ../shared/assets
 export WASMSERVE_ASSETS := $(abspath $(ASSETS))
 CARGO ?= cargo
 
-.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline soak
+.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline soak image image-check
 
 all: build
 
@@ -55,6 +55,19 @@ bench-pipeline: build
 # RSS checked (tests/soak.rs; WASMSERVE_SOAK_REQUESTS, _CONCURRENCY, _WARMUP to change).
 soak: build
 	$(CARGO) test --release -p wasmserve --test soak -- --nocapture
+
+# The OCI image, built here with buildah and no registry (scripts/build-image.sh:
+# FROM scratch, the binary and the libraries it loads; localhost/wasmserve:VERSION and
+# :latest). Installs podman, buildah, runc and patchelf with apt when missing.
+image: build
+	./scripts/build-image.sh
+
+# The image end to end with podman (not part of `make test`): KServe's model-store layout
+# mounted at /mnt/models, ready, the kitten classified, metrics, SIGTERM with a request in
+# flight, and `podman kube play` of deploy/k8s (scripts/image-check.sh; ports 8080-8082,
+# 7070, 7071 must be free).
+image-check: image
+	./scripts/image-check.sh
 
 GUESTS := image_classifier image_segmenter object_detector text_classifier base_handler mnist_handler hostile_handler tensor_probe stream_classifier legacy_handler pipeline_probe asl_handler workflow_join
 # Guests on the SDK's `pipeline` feature: linted in their own cargo run (features unify

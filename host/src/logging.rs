@@ -12,7 +12,9 @@
 //! Lines about a request are logged inside a `request{request_id=…}` span, so every such
 //! line carries the request's `x-request-id`. The level comes from `WASMSERVE_LOG`
 //! (`tracing_subscriber::EnvFilter` syntax, default `info`) for the console, the server
-//! and the model logs; the access log takes every request.
+//! and the model logs; the access log takes every request. `WASMSERVE_LOG_STREAM=stdout`
+//! puts the console log on stdout instead (what a container's log collector reads, and
+//! where TorchServe logs; the container image sets it); `stderr` is the default.
 
 use std::path::Path;
 
@@ -46,12 +48,30 @@ fn appender(dir: &Path, prefix: &str) -> anyhow::Result<RollingFileAppender> {
         .with_context(|| format!("creating the {prefix} log in {}", dir.display()))
 }
 
+/// The console log's stream, from `WASMSERVE_LOG_STREAM` (`stdout` or `stderr`), and
+/// whether it is a terminal (then it gets colours).
+fn console_writer() -> anyhow::Result<(fmt::writer::BoxMakeWriter, bool)> {
+    use std::io::IsTerminal as _;
+    let stream = std::env::var("WASMSERVE_LOG_STREAM").unwrap_or_default();
+    match stream.as_str() {
+        "stdout" => Ok((
+            fmt::writer::BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        )),
+        "" | "stderr" => Ok((
+            fmt::writer::BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        )),
+        other => anyhow::bail!("WASMSERVE_LOG_STREAM is {other:?}: it must be stdout or stderr"),
+    }
+}
+
 /// Installs the console log, and the log files when `log_dir` is given.
 pub fn init(log_dir: Option<&Path>) -> anyhow::Result<LogGuards> {
-    use std::io::IsTerminal as _;
+    let (writer, ansi) = console_writer()?;
     let console = fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer)
+        .with_ansi(ansi)
         .with_filter(level_filter().and(filter_fn(|m| m.is_span() || m.target() != ACCESS)));
     let mut guards = Vec::new();
     let mut files = Vec::new();
