@@ -17,7 +17,13 @@
 #    reads the server's log from the container's stdout.
 # 3. A request to `slow` is sent, then `podman stop` (SIGTERM): the request must be
 #    answered (200, tabby), the container exit with status 0, before podman's timeout.
-# 4. `podman kube play` of deploy/k8s/ (ConfigMap, Deployment; the PVC `wasmserve-models`
+# 4. The storage of a kserve-torchserve InferenceService, as it is: TorchServe's KServe
+#    sample config.properties (tests/fixtures/kserve-torchserve.config.properties, with
+#    inference and management on 127.0.0.1:8085 and its model_snapshot of mnist.mar) and
+#    mnist.mar (vit4mnist with the mnist_handler example). The image's own command pins
+#    the ports the runtime declares, so the digit is classified on 8080, where KServe
+#    sends traffic, and the management API answers on the sample's 8085.
+# 5. `podman kube play` of deploy/k8s/ (ConfigMap, Deployment; the PVC `wasmserve-models`
 #    is a podman volume filled with the model store): the pod must become ready and
 #    classify the kitten; then `podman kube down`. The Deployment is played with
 #    `replicas: 1` (podman publishes each pod's containerPorts on the host, so a second
@@ -26,7 +32,8 @@
 #    in the container, which the image has not (and podman runs healthchecks only with
 #    systemd): the check polls the readiness path itself.
 #
-# The ports are the manifests' (8080, 8081, 8082, 7070, 7071 on the host network): they
+# The ports are the manifests' (8080, 8081, 8082, 7070, 7071, and the sample's 8085, on the
+# host network): they
 # must be free. WASMSERVE_ASSETS: the shared assets (default ../shared/assets).
 set -euo pipefail
 
@@ -47,7 +54,7 @@ fail() { echo "image-check: FAILED: $*" >&2; exit 1; }
 podman image exists "$image" || fail "no image $image: run make image"
 [ -x "$bin" ] || fail "no $bin (the archives are made with it): run make build"
 [ -f "$assets/models/mobilenet_v2_quantized.pt" ] || fail "no shared assets at $assets"
-for port in 8080 8081 8082 7070 7071; do
+for port in 8080 8081 8082 8085 7070 7071; do
   if ss -ltnH "sport = :$port" | grep -q .; then fail "port $port is in use"; fi
 done
 
@@ -161,7 +168,31 @@ podman logs "$name" 2>/dev/null | grep -q 'stopped' || fail "no 'stopped' in the
 say "SIGTERM: the request in flight answered 200 (tabby), exit status 0, stop took ${stop} s"
 podman rm "$name" >/dev/null
 
-# ---- 4. podman kube play of deploy/k8s --------------------------------------------------
+# ---- 4. KServe's TorchServe storage as it is ------------------------------------------
+guests=target/guests/wasm32-wasip2/guest
+[ -f "$guests/mnist_handler.wasm" ] || fail "no $guests/mnist_handler.wasm: run make build"
+ts=$tmp/kserve-torchserve
+mkdir -p "$ts/config" "$ts/model-store"
+cp tests/fixtures/kserve-torchserve.config.properties "$ts/config/config.properties"
+"$bin" archive --model-name mnist -v 1.0 --serialized-file "$assets/models/vit4mnist.ptl" \
+  --handler "$guests/mnist_handler.wasm" --export-path "$ts/model-store" >/dev/null
+chmod -R a+rX "$ts"
+podman run -d --name "$name" --network=host -v "$ts:/mnt/models:ro" "$image" >/dev/null
+if ! wait_ready "$http/v2/health/ready" 120 "$name" >/dev/null; then
+  podman logs "$name" >&2 || true
+  fail "KServe's TorchServe sample: /v2/health/ready did not answer 200 on 8080 within 120 s"
+fi
+digit=$(curl -sf -X POST "$http/predictions/mnist" -T "$assets/images/mnist/7.png") \
+  || fail "KServe's TorchServe sample: /predictions/mnist on 8080"
+[ "$digit" = 7 ] || fail "KServe's TorchServe sample: /predictions/mnist answered $digit, not 7"
+described=$(curl -sf http://127.0.0.1:8085/models/mnist) \
+  || fail "KServe's TorchServe sample: the management API on the sample's 8085"
+echo "$described" | grep -q '"batchSize": 5' \
+  || fail "KServe's TorchServe sample: the snapshot's batchSize 5 is not the model's: $described"
+podman rm -f -t 10 "$name" >/dev/null
+say "KServe's TorchServe sample config, unchanged: ready on 8080, the digit 7 classified, management on 8085 (batchSize 5 from its model_snapshot)"
+
+# ---- 5. podman kube play of deploy/k8s --------------------------------------------------
 podman volume create wasmserve-models >/dev/null
 vol=$(podman volume inspect -f '{{.Mountpoint}}' wasmserve-models)
 cp -a "$store/model-store/." "$vol/"

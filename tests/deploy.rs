@@ -142,10 +142,17 @@ fn each_kind_of_mistake_is_caught() {
         ),
         (
             "prometheus",
+            "deploy/kserve/cluster-serving-runtime.yaml",
+            "--set=metrics_address=http://0.0.0.0:8082",
+            "--set=metrics_address=http://0.0.0.0:9082",
+            "prometheus.kserve.io/port",
+        ),
+        (
+            "pinned",
             "deploy/kserve/config.properties",
             "metrics_address=http://0.0.0.0:8082",
             "metrics_address=http://0.0.0.0:9082",
-            "prometheus.kserve.io/port",
+            "the runtime's args pin",
         ),
         (
             "hpa-target",

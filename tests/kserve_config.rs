@@ -10,24 +10,9 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// The sample, with its model store's path as a placeholder.
-const KSERVE_SAMPLE: &str = r#"#Sample config.properties. In production config.properties at /mnt/models/config/config.properties will be used
-inference_address=http://127.0.0.1:8085
-management_address=http://127.0.0.1:8085
-metrics_address=http://127.0.0.1:8082
-grpc_inference_port=7070
-grpc_management_port=7071
-enable_envvars_config=true
-install_py_dep_per_model=true
-enable_metrics_api=true
-metrics_mode=prometheus
-NUM_WORKERS=1
-number_of_netty_threads=4
-job_queue_size=10
-load_models=all
-model_store=MODEL_STORE
-model_snapshot={"name":"startup.cfg","modelCount":1,"models":{"mnist":{"1.0":{"defaultVersion":true,"marName":"mnist.mar","minWorkers":1,"maxWorkers":5,"batchSize":5,"maxBatchDelay":200,"responseTimeout":60}}}}
-"#;
+/// The sample as it is, its model store at KServe's `/mnt/models/model-store`
+/// (`scripts/image-check.sh` serves it with the image too).
+const KSERVE_SAMPLE: &str = include_str!("fixtures/kserve-torchserve.config.properties");
 
 /// A port nothing listens on now.
 fn free_port() -> u16 {
@@ -55,7 +40,11 @@ fn kserves_sample_config_serves_inference_and_management_on_one_port() {
     std::fs::create_dir_all(&config_dir).unwrap();
     let config = config_dir.join("config.properties");
     let model_store = store.path().display().to_string();
-    std::fs::write(&config, KSERVE_SAMPLE.replace("MODEL_STORE", &model_store)).unwrap();
+    std::fs::write(
+        &config,
+        KSERVE_SAMPLE.replace("/mnt/models/model-store", &model_store),
+    )
+    .unwrap();
 
     // The ports as a deployment sets them: through TS_* variables, over the file. Both
     // APIs on one address, as in the sample.

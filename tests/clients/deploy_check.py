@@ -17,7 +17,8 @@ broken copies to see that each kind of mistake is caught).
 3. Cross-checks: selectors match the pod labels, probes and Service targets name ports
    that the container has, the HPA and the PDB point at the Deployment, volume mounts
    and the ConfigMap and PVC they use exist, the runtime's args name KServe's TorchServe
-   layout, its ports and Prometheus annotations are those of config.properties, the
+   layout, its ports and Prometheus annotations are those of config.properties with the
+   runtime's `--set` args over it (and the file agrees with what the args pin), the
    Deployment runs what the runtime runs (image, args), the ConfigMap holds
    deploy/kserve/config.properties, the Containerfile's command and user are the
    runtime's, and every container is non-root with resources.
@@ -229,7 +230,23 @@ def check_root(root):
     except OSError as e:
         errors.append(f"deploy/kserve/config.properties: {e}")
         props_text = ""
-    props = properties(props_text)
+    file_props = properties(props_text)
+    # The runtime's `--set KEY=VALUE` args are over the file: they pin the container's
+    # ports whatever the storage's config.properties says (KServe's TorchServe sample
+    # says :8085). deploy/kserve/config.properties must agree with them all the same.
+    pinned = {}
+    for _, doc in docs:
+        if doc["kind"] == "ClusterServingRuntime":
+            for c in (doc.get("spec") or {}).get("containers") or []:
+                a = flags(c.get("args") or [])
+                for i, flag in enumerate(a[:-1]):
+                    if flag == "--set" and "=" in a[i + 1]:
+                        k, v = a[i + 1].split("=", 1)
+                        pinned[k] = v
+    props = dict(file_props, **pinned)
+    for key, value in pinned.items():
+        if key in file_props and file_props[key] != value:
+            errors.append(f"config.properties: {key} is {file_props[key]!r}, and the runtime's args pin {value!r}")
     http_port = url_port(props.get("inference_address"))
     metrics_port = url_port(props.get("metrics_address"))
     grpc_port = int(props.get("grpc_inference_port", "7070"))
