@@ -46,8 +46,9 @@ pub struct StartArgs {
     /// (`<log-dir>/config`), default ./logs.
     #[arg(long, default_value = "logs")]
     pub log_dir: PathBuf,
-    /// A config.properties key over every other source (the config file, a snapshot),
-    /// e.g. `--set grpc_inference_port=0`. Repeatable.
+    /// A config.properties key over the config file and a snapshot, e.g. `--set
+    /// grpc_inference_port=0` (a `TS_*` variable still wins where
+    /// `enable_envvars_config` is on, as in TorchServe). Repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
 }
