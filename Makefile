@@ -5,7 +5,7 @@ ASSETS ?= ../shared/assets
 export WASMSERVE_ASSETS := $(abspath $(ASSETS))
 CARGO ?= cargo
 
-.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline soak image image-check
+.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline balancer soak image image-check
 
 all: build
 
@@ -55,6 +55,15 @@ bench-pipeline: build
 # RSS checked (tests/soak.rs; WASMSERVE_SOAK_REQUESTS, _CONCURRENCY, _WARMUP to change).
 soak: build
 	$(CARGO) test --release -p wasmserve --test soak -- --nocapture
+
+# Three replicas sharing one model store behind HAProxy, at concurrency 16: one killed
+# (SIGTERM) and replaced, then a rolling restart of all three; zero failed requests,
+# x-request-id end to end, no request before a replica is ready, Prometheus scraping
+# each replica; throughput and p99 per phase (bench/balancer.rs; about two minutes,
+# loopback only; installs Debian's haproxy and prometheus where missing).
+balancer: build
+	./scripts/balancer-tools.sh
+	$(CARGO) bench --bench balancer
 
 # The OCI image, built here with buildah and no registry (scripts/build-image.sh:
 # FROM scratch, the binary and the libraries it loads; localhost/wasmserve:VERSION and
