@@ -51,7 +51,7 @@ fn check(roots: &[&Path]) -> Vec<Vec<String>> {
 /// A copy of `deploy/` and the Containerfile with `file`'s `from` replaced by `to` (once).
 fn broken(dir: &Path, name: &str, file: &str, from: &str, to: &str) -> PathBuf {
     let copy = dir.join(name);
-    for sub in ["deploy/kserve", "deploy/k8s"] {
+    for sub in ["deploy/kserve", "deploy/k8s", "deploy/prometheus"] {
         std::fs::create_dir_all(copy.join(sub)).unwrap();
         for entry in std::fs::read_dir(root().join(sub)).unwrap() {
             let path = entry.unwrap().path();
@@ -174,6 +174,13 @@ fn each_kind_of_mistake_is_caught() {
             "\"--log-dir\", \"/home/wasmserve/logs\"",
             "\"--log-dir\", \"/var/log\"",
             "Containerfile: CMD",
+        ),
+        (
+            "scrape",
+            "deploy/k8s/deployment.yaml",
+            "prometheus.io/scrape: \"true\"",
+            "prometheus.io/scrape: \"false\"",
+            "keeps prometheus_io_scrape",
         ),
         (
             "configmap",

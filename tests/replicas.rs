@@ -120,7 +120,11 @@ fn replicas_share_the_model_store_and_a_registration_through_one_is_refused_or_i
     assert_eq!(status, 404, "{body}");
     assert!(a.stop().success());
     let a = replica(&config, &logs("a-3"), &["--enable-model-api"]);
-    assert_eq!(predict(&a, "digits", &seven).0, 404, "restored a registration");
+    assert_eq!(
+        predict(&a, "digits", &seven).0,
+        404,
+        "restored a registration"
+    );
     assert_eq!(predict(&a, "mnist", &seven), (200, "7".into()));
     drop((a, b));
 }

@@ -19,7 +19,8 @@ broken copies to see that each kind of mistake is caught).
    and the ConfigMap and PVC they use exist, the runtime's args name KServe's TorchServe
    layout, its ports and Prometheus annotations are those of config.properties with the
    runtime's `--set` args over it (and the file agrees with what the args pin), the
-   Deployment runs what the runtime runs (image, args), the ConfigMap holds
+   Prometheus Kubernetes job (deploy/prometheus/kubernetes.yml) keeps pods by
+   annotations that the Deployment's pods carry, the Deployment runs what the runtime runs (image, args), the ConfigMap holds
    deploy/kserve/config.properties, the Containerfile's command and user are the
    runtime's, and every container is non-root with resources.
 """
@@ -384,6 +385,29 @@ def check_root(root):
             if hpa and isinstance((pdb.get("spec") or {}).get("minAvailable"), int):
                 if pdb["spec"]["minAvailable"] >= (hpa.get("spec") or {}).get("minReplicas", 1):
                     errors.append(f"{rel_p}: minAvailable {pdb['spec']['minAvailable']} leaves no pod to evict at the HPA's minReplicas")
+
+    # ---- Prometheus: the Kubernetes scrape config keeps the pods the Deployment makes ----
+    try:
+        with open(os.path.join(root, "deploy/prometheus/kubernetes.yml")) as f:
+            prom = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as e:
+        errors.append(f"deploy/prometheus/kubernetes.yml: {e}")
+        prom = {}
+    if prom and dep:
+        annotations = ((dep.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
+        prefix = "__meta_kubernetes_pod_annotation_"
+        for job in prom.get("scrape_configs") or []:
+            for rule in job.get("relabel_configs") or []:
+                for label in rule.get("source_labels") or []:
+                    if not label.startswith(prefix):
+                        continue
+                    # Kubernetes discovery turns prometheus.io/port into prometheus_io_port.
+                    wanted = label[len(prefix):]
+                    have = {re.sub(r"[^a-zA-Z0-9_]", "_", k): k for k in annotations}
+                    if wanted not in have:
+                        errors.append(f"deploy/prometheus/kubernetes.yml: job {job.get('job_name')} reads the pod annotation {wanted}, which {rel_d}'s pods do not carry")
+                    elif rule.get("action") == "keep" and not re.fullmatch(str(rule.get("regex", "(.*)")), str(annotations[have[wanted]])):
+                        errors.append(f"deploy/prometheus/kubernetes.yml: job {job.get('job_name')} keeps {wanted} ~ {rule.get('regex')}, and the pods say {annotations[have[wanted]]!r}")
 
     # ---- the Containerfile: the image runs what the runtime runs ----
     try:
