@@ -5,14 +5,30 @@ ASSETS ?= ../shared/assets
 export WASMSERVE_ASSETS := $(abspath $(ASSETS))
 CARGO ?= cargo
 
+# GPU=1: the same targets against libtorch with CUDA (`make deps GPU=1`, `make build
+# GPU=1`, `make test GPU=1`): the CUDA libtorch is linked at .libtorch-cuda and the build
+# goes to target/cuda (an exported CARGO_TARGET_DIR wins), so that the CPU build in
+# target/ is left as it is. Without a GPU the CUDA binary serves on the CPU.
+GPU ?=
+ifeq ($(GPU),1)
+LIBTORCH_LINK := .libtorch-cuda
+LIBTORCH_FLAGS := --cuda
+export LIBTORCH := $(abspath .libtorch-cuda)
+export CARGO_TARGET_DIR ?= $(abspath target/cuda)
+else
+LIBTORCH_LINK := .libtorch
+LIBTORCH_FLAGS :=
+endif
+
 .PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline balancer soak image image-check
 
 all: build
 
-# libtorch 2.11.0 from the PyPI wheels (cached in ~/.cache/wasmserve) and the wasm targets
-# (wasip2 for the handlers, wasip1 for the test of core modules made into components).
+# libtorch 2.11.0 from the PyPI wheels (cached in ~/.cache/wasmserve; with GPU=1 the
+# CUDA 13.0 build, ~4 GB) and the wasm targets (wasip2 for the handlers, wasip1 for the
+# test of core modules made into components).
 deps:
-	@ln -sfn "$$(./scripts/install-libtorch.sh)" .libtorch
+	@ln -sfn "$$(./scripts/install-libtorch.sh $(LIBTORCH_FLAGS))" $(LIBTORCH_LINK)
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@command -v promtool >/dev/null || ./scripts/install-promtool.sh

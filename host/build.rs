@@ -6,7 +6,7 @@
 //!    built-ins are embedded with `include_bytes!`; tests find all of them through
 //!    `WASMSERVE_GUEST_DIR`.
 //! 2. Sets an rpath to libtorch, so that the binary and the tests run without
-//!    `LD_LIBRARY_PATH`.
+//!    `LD_LIBRARY_PATH`, and with a CUDA libtorch keeps `libtorch_cuda.so` linked.
 //! 3. Compiles the gRPC services in `proto/` (TorchServe's and KServe's, wire-compatible
 //!    copies of their `.proto` files) into Rust with protox, a protobuf compiler in
 //!    Rust, and tonic-prost-build: no `protoc` to install.
@@ -135,4 +135,10 @@ fn libtorch_rpath(root: &Path) {
     let path = root.join(&libtorch);
     let lib = path.canonicalize().unwrap_or(path).join("lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    // A CUDA libtorch: nothing in the binary calls into libtorch_cuda.so directly (its
+    // kernels register themselves when it is loaded), so the linker's default
+    // --as-needed would drop it and CUDA would be missing at run time. Keep it.
+    if lib.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
 }
