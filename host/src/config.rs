@@ -115,6 +115,9 @@ pub struct ServerConfig {
     /// `intra_op_threads`: libtorch threads per forward. Default: cores / workers, at
     /// least 1, so that workers do not fight over the cores.
     pub intra_op_threads: Option<usize>,
+    /// `number_of_gpu`: how many of the machine's GPUs models may use (TorchServe's
+    /// key). Default: all that CUDA reports; 0 keeps every model on the CPU.
+    pub number_of_gpu: Option<usize>,
     /// `max_handler_instances`: the most handler instances (one per worker, all models
     /// together), default 1,024. The instance pool is sized by it at start; a
     /// registration or scaling that would pass it is refused with the numbers.
@@ -159,6 +162,7 @@ impl Default for ServerConfig {
             batch_size: 1,
             max_batch_delay: Duration::from_millis(100),
             intra_op_threads: None,
+            number_of_gpu: None,
             max_handler_instances: crate::sandbox::DEFAULT_MAX_INSTANCES,
             model_snapshot: None,
             enable_envvars_config: false,
@@ -287,7 +291,6 @@ pub const TORCHSERVE_ONLY: &[&str] = &[
     "keystore",
     "keystore_pass",
     "keystore_type",
-    "number_of_gpu",
     "blacklist_env_vars",
     "metrics_format",
     "metrics_mode",
@@ -676,6 +679,16 @@ pub const KEYS: &[Key] = &[
         example: "3",
     },
     Key {
+        name: "number_of_gpu",
+        aliases: &[],
+        read: |c, k, v| {
+            c.number_of_gpu = Some(parse_number(k, v)?);
+            Ok(())
+        },
+        write: |c| c.number_of_gpu.map(|n| n.to_string()),
+        example: "1",
+    },
+    Key {
         name: "max_handler_instances",
         aliases: &[],
         read: |c, k, v| {
@@ -944,6 +957,8 @@ pub struct ModelSettings {
     /// TorchScript module instead of sharing one, for modules that keep state in their
     /// attributes between calls (streaming models, voice-activity detectors).
     pub module_per_worker: bool,
+    /// `deviceType` / `deviceIds`: where its workers run (see `core::device`).
+    pub device: crate::core::device::DeviceRequest,
     /// `input` / `output`: the tensors the model declares (Triton's keys; see
     /// `core::signature`), `None` where not declared.
     pub inputs: Option<Vec<crate::core::signature::TensorSpec>>,
@@ -967,6 +982,7 @@ impl ModelSettings {
             job_queue_size: server.job_queue_size,
             handler_memory_limit: server.handler_memory_limit,
             module_per_worker: false,
+            device: Default::default(),
             inputs: None,
             outputs: None,
             models: Vec::new(),
@@ -996,6 +1012,8 @@ impl ModelSettings {
         };
         let mut min_set = false;
         let mut max_set = false;
+        let mut device_type: Option<String> = None;
+        let mut device_ids: Option<Vec<usize>> = None;
         for (k, v) in map {
             let key = k
                 .as_str()
@@ -1071,14 +1089,38 @@ impl ModelSettings {
                         .map_err(|e| bad(&key, format!("in {file}: {e}")))?;
                     self.handler_config.insert(key, json);
                 }
-                "startupTimeout" | "deviceType" | "deviceIds" | "parallelType"
-                | "parallelLevel" => {}
+                "deviceType" => {
+                    device_type = Some(
+                        v.as_str()
+                            .ok_or_else(|| bad(&key, format!("in {file}: must be cpu or gpu")))?
+                            .to_string(),
+                    )
+                }
+                "deviceIds" => {
+                    device_ids = Some(
+                        v.as_sequence()
+                            .and_then(|s| {
+                                s.iter()
+                                    .map(|i| i.as_u64().map(|i| i as usize))
+                                    .collect::<Option<Vec<_>>>()
+                            })
+                            .ok_or_else(|| {
+                                bad(&key, format!("in {file}: must be a list of GPU indices"))
+                            })?,
+                    )
+                }
+                "startupTimeout" | "parallelType" | "parallelLevel" => {}
                 _ => {
                     let json = serde_json::to_value(&v)
                         .map_err(|e| bad(&key, format!("in {file}: {e}")))?;
                     self.handler_config.insert(key, json);
                 }
             }
+        }
+        if device_type.is_some() || device_ids.is_some() {
+            self.device =
+                crate::core::device::DeviceRequest::parse(device_type.as_deref(), device_ids)
+                    .map_err(|e| bad("deviceType", format!("in {file}: {e}")))?;
         }
         if min_set && !max_set {
             self.max_workers = self.max_workers.max(self.min_workers);

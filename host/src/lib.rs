@@ -11,7 +11,8 @@
 //! - [`metrics`]: the metrics the metrics API exposes (prometheus-client);
 //! - [`logging`]: the console log and the log files (access, server, model);
 //! - [`builtin`]: the handler components embedded in the binary;
-//! - [`model`]: TorchScript models through tch;
+//! - [`model`]: TorchScript models through tch, on the CPU or a GPU;
+//! - [`nvml`]: GPU readings from the driver (metrics, `describe`), where there is one;
 //! - [`schema`]: a TorchScript module's `forward` signature, read at load;
 //! - [`worker`]: worker lanes, batching, preprocess → forward → postprocess;
 //! - [`registry`]: the served models and their versions;
@@ -40,6 +41,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod nvml;
 pub mod registry;
 pub mod sandbox;
 pub mod scaffold;

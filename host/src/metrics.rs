@@ -13,6 +13,7 @@
 //! | `QueueTime`, `WorkerThreadTime` | gauge (ms) | Level, Hostname | the last request's queue time; the lane's own time around it |
 //! | `HandlerTime`, `PredictionTime` | gauge (ms) | ModelName, ModelVersion, Level, Hostname | the last request's pre+postprocess time; its batch's forward time |
 //! | `CPUUtilization`, `MemoryUsed`, `MemoryAvailable`, `MemoryUtilization` | gauge | Level, Hostname | the host, at scrape time |
+//! | `GPUUtilization`, `GPUMemoryUtilization` (percent), `GPUMemoryUsed` (MiB) | gauge | Level, DeviceId, Hostname | each GPU, at scrape time, where the NVIDIA driver reports it ([`crate::nvml`]) |
 //! | `wasmserve_workers` | gauge | model_name, model_version, hostname | running worker lanes |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes` | counter, gauge | — | this process (the Prometheus convention) |
 //! | `wasmserve_handler_dropped_total` | counter | model_name, model_version, kind | handler log lines / metric values over the per-call caps |
@@ -374,6 +375,9 @@ const RESERVED: &[&str] = &[
     "MemoryUsed",
     "MemoryAvailable",
     "MemoryUtilization",
+    "GPUUtilization",
+    "GPUMemoryUtilization",
+    "GPUMemoryUsed",
     "wasmserve_workers",
     "wasmserve_handler_dropped_total",
     "process_cpu_seconds_total",
@@ -556,6 +560,31 @@ impl prometheus_client::collector::Collector for SystemMetrics {
                 MetricType::Counter,
             )?;
             m.encode_family(&none)?.encode_gauge(&cpu)?;
+        }
+        let gpus = crate::nvml::readings();
+        if !gpus.is_empty() {
+            type Reading = fn(&crate::nvml::GpuReading) -> f64;
+            let families: [(&str, &str, Reading); 3] = [
+                ("GPUUtilization", "GPU utilization, in percent", |r| {
+                    r.utilization
+                }),
+                (
+                    "GPUMemoryUtilization",
+                    "GPU memory utilization, in percent",
+                    |r| r.memory_utilization,
+                ),
+                ("GPUMemoryUsed", "GPU memory used, in megabytes", |r| {
+                    r.memory_used_mib
+                }),
+            ];
+            for (name, help, value) in families {
+                let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                for r in &gpus {
+                    let mut labels = host.clone();
+                    labels.insert(1, ("DeviceId", r.index.to_string()));
+                    m.encode_family(&labels)?.encode_gauge(&value(r))?;
+                }
+            }
         }
         Ok(())
     }

@@ -1,10 +1,13 @@
 //! TorchScript models: loading a serialized module with libtorch (through `tch`), and
 //! running its forward on a batch of WIT tensors.
 //!
-//! A [`Model`] is loaded once per model version and shared (`Arc`) by all its worker
-//! lanes: libtorch's `Module::forward` may be called from several threads at once. It
-//! runs in eval mode, under `no_grad`, and always on the calling (blocking) thread, never
-//! on the async executor.
+//! A [`Model`] is loaded once per model version and device and shared (`Arc`) by the
+//! worker lanes on that device: libtorch's `Module::forward` may be called from several
+//! threads at once. It runs in eval mode, under `no_grad`, and always on the calling
+//! (blocking) thread, never on the async executor. On a GPU, a batch's inputs are
+//! copied to the device once (from pinned host memory, without blocking the host) and
+//! the outputs back to the host once, right after the forward: what is split per
+//! request and handed to handlers is host memory.
 
 use std::path::Path;
 
@@ -73,6 +76,25 @@ impl Model {
         })
     }
 
+    /// The device its weights are on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// `t` on the model's device: itself on the CPU; on a GPU one copy from pinned host
+    /// memory, queued on the device's stream without waiting for it.
+    fn on_device(&self, t: &tch::Tensor) -> Result<tch::Tensor, ModelError> {
+        if self.device == Device::Cpu || t.device() == self.device {
+            return Ok(t.shallow_clone());
+        }
+        let pinned = t
+            .f_pin_memory(self.device)
+            .map_err(|e| ModelError::Input(torch_error("pinning an input", &e)))?;
+        pinned
+            .f_to_device_(self.device, pinned.kind(), true, false)
+            .map_err(|e| ModelError::Input(torch_error("copying an input to the GPU", &e)))
+    }
+
     /// The forward's signature, when known.
     pub fn schema(&self) -> Option<&ForwardSchema> {
         self.schema.as_ref()
@@ -83,7 +105,7 @@ impl Model {
     fn argument(&self, i: usize, t: &tch::Tensor) -> Result<IValue, ModelError> {
         let arg = self.schema.as_ref().and_then(|s| s.args.get(i));
         let Some(arg) = arg.filter(|a| a.ty.is_scalar()) else {
-            return Ok(IValue::Tensor(t.to_device(self.device)));
+            return Ok(IValue::Tensor(self.on_device(t)?));
         };
         if t.numel() != 1 {
             return Err(ModelError::Arguments(format!(
@@ -122,7 +144,7 @@ impl Model {
     /// Runs forward on `inputs` (the model's positional arguments) and returns its
     /// outputs flattened to named tensors: a tensor gives one named "", a tuple or list
     /// its elements named by index, a dict its values named by key, in the dict's order;
-    /// nested names are joined with ".".
+    /// nested names are joined with "."; all on the host.
     pub fn forward(
         &self,
         inputs: &[tch::Tensor],
@@ -137,6 +159,15 @@ impl Model {
             .map_err(|e| ModelError::Forward(torch_error("the forward", &e)))?;
         let mut tensors = Vec::new();
         flatten(out, "", &mut tensors)?;
+        if self.device != Device::Cpu {
+            for (_, t) in &mut tensors {
+                if t.device() != Device::Cpu {
+                    *t = t
+                        .f_to_device(Device::Cpu)
+                        .map_err(|e| ModelError::Forward(torch_error("copying an output", &e)))?;
+                }
+            }
+        }
         Ok(tensors)
     }
 }

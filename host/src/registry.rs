@@ -16,12 +16,13 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::archive::OpenedArchive;
 use crate::builtin;
 use crate::config::{ModelSettings, ServerConfig};
+use crate::core::device::{DeviceKind, Gpus};
 use crate::core::signature::Signature;
 use crate::core::status::{ModelStatus, WorkerStatus};
 use crate::model::Model;
 use crate::sandbox::{Context, HandlerRuntime, ModelCaller, Models, Sandbox, World};
 use crate::slots::{Reservation, SlotsFull};
-use crate::worker::{Job, Lane, LaneContext, SubmitError};
+use crate::worker::{Job, Lane, LaneContext, Placement, SubmitError};
 
 /// What to load, and the management API's overrides of the archive's settings.
 #[derive(Clone, Debug, Default)]
@@ -183,7 +184,15 @@ impl ModelVersion {
         // A pipeline calls models and has none of its own; a handler's model is the
         // archive's TorchScript file.
         let model_is_pipeline = handler.world() == World::Pipeline;
-        let (model, model_path, models) = match handler.world() {
+        // A pipeline runs no forward of its own: it stays on the CPU.
+        let devices = if model_is_pipeline {
+            vec![DeviceKind::Cpu]
+        } else {
+            Gpus::probe(server.number_of_gpu)
+                .plan(&settings.device)
+                .map_err(err)?
+        };
+        let (models_per_device, model_path, models) = match handler.world() {
             World::Pipeline => {
                 if let Some(file) = &m.serialized_file {
                     return Err(err(format!(
@@ -198,16 +207,26 @@ impl ModelVersion {
                         err("this server cannot run pipelines (no model caller)".into())
                     })?,
                 };
-                (None, None, Some(models))
+                (vec![None], None, Some(models))
             }
             World::Handler => {
                 let serialized = m.serialized_file.as_deref().ok_or_else(|| {
                     err("the manifest names no serializedFile; wasmserve serves TorchScript models (torch.jit.trace/script, then save)".into())
                 })?;
                 let model_path = archive.dir.join(serialized);
-                let model =
-                    Model::load(&model_path, tch::Device::Cpu).map_err(|e| err(e.to_string()))?;
-                (Some(Arc::new(model)), Some(model_path), None)
+                // One copy of the weights per device, shared by its lanes.
+                let loaded = devices
+                    .iter()
+                    .map(|d| {
+                        Model::load(&model_path, d.torch())
+                            .map(|m| Some(Arc::new(m)))
+                            .map_err(|e| match d {
+                                DeviceKind::Cpu => err(e.to_string()),
+                                _ => err(format!("on {d}: {e}")),
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (loaded, Some(model_path), None)
             }
         };
 
@@ -217,7 +236,7 @@ impl ModelVersion {
             manifest: archive.manifest_text.clone(),
             config: serde_json::Value::Object(settings.handler_config.clone()).to_string(),
             batch_size: settings.batch_size as u32,
-            device: "cpu".into(),
+            device: devices[0].to_string(),
         };
         let workers = settings.min_workers.max(1);
         // libtorch threads per forward: the cores shared among the lanes this version
@@ -226,17 +245,31 @@ impl ModelVersion {
         let intra_op_threads = server
             .intra_op_threads
             .unwrap_or_else(|| (crate::config::num_cores() / workers).max(1));
+        let sandbox = Sandbox {
+            models,
+            model_dir: archive.dir.clone(),
+            context,
+            max_memory: settings.handler_memory_limit,
+            call_timeout: settings.response_timeout,
+        };
+        let placements = devices
+            .iter()
+            .zip(models_per_device.into_iter().cycle())
+            .map(|(&device, model)| {
+                let mut sandbox = sandbox.clone();
+                sandbox.context.device = device.to_string();
+                Placement {
+                    device,
+                    model,
+                    sandbox,
+                }
+            })
+            .collect();
         let lane_ctx = Arc::new(LaneContext {
-            model,
+            placements,
             module_per_worker: model_path.filter(|_| settings.module_per_worker),
             handler,
-            sandbox: Sandbox {
-                models,
-                model_dir: archive.dir.clone(),
-                context,
-                max_memory: settings.handler_memory_limit,
-                call_timeout: settings.response_timeout,
-            },
+            sandbox,
             // A pipeline's requests run one by one; its model calls are what batch.
             batch_size: if model_is_pipeline {
                 1
@@ -252,7 +285,7 @@ impl ModelVersion {
         let signature = Signature::new(
             settings.inputs.clone(),
             settings.outputs.clone(),
-            lane_ctx.model.as_ref().and_then(|m| m.schema()),
+            lane_ctx.model().and_then(|m| m.schema()),
         );
         let version = ModelVersion {
             signature,
@@ -357,12 +390,16 @@ impl ModelVersion {
             let slot = reservation
                 .take_one()
                 .ok_or_else(|| ScaleError::Start("no instance slot reserved".into()))?;
+            let placement = self
+                .lane_ctx
+                .next_placement(lanes.iter().map(|l| l.state.placement));
             let lane = Lane::start(
                 id,
                 &name,
                 self.lane_ctx.clone(),
                 self.queue_rx.clone(),
                 slot,
+                placement,
             )
             .map_err(|e| ScaleError::Start(e.to_string()))?;
             lanes.push(lane);
@@ -444,16 +481,7 @@ impl ModelVersion {
     /// Where the version stands: its settings, each worker's health, its queue.
     pub fn status(&self) -> ModelStatus {
         let (min_workers, max_workers) = self.workers_range();
-        let workers: Vec<WorkerStatus> = self
-            .lane_ctx
-            .lane_health()
-            .into_iter()
-            .map(|(id, started, health)| WorkerStatus {
-                id,
-                started,
-                health,
-            })
-            .collect();
+        let workers: Vec<WorkerStatus> = self.lane_ctx.lane_health();
         let pending = self.queue.len().min(self.settings.job_queue_size);
         ModelStatus {
             name: self.name.clone(),
@@ -490,7 +518,7 @@ impl ModelVersion {
 
     /// Whether this version is a pipeline (a `pipeline` component, no model of its own).
     pub fn is_pipeline(&self) -> bool {
-        self.lane_ctx.model.is_none()
+        self.lane_ctx.model().is_none()
     }
 
     /// TorchServe's 503 message for this model without a worker.

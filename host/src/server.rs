@@ -282,6 +282,11 @@ async fn serve(startup: Startup, snapshot_dir: Option<PathBuf>) -> anyhow::Resul
         config,
         snapshot_trouble,
     } = startup;
+    let gpus = crate::core::device::Gpus::probe(config.number_of_gpu);
+    match (gpus.present, gpus.usable) {
+        (0, _) => tracing::info!("devices: the CPU (no CUDA device)"),
+        (p, u) => tracing::info!("devices: the CPU and {p} CUDA GPU(s), {u} of them for models"),
+    }
     let tls = config
         .tls
         .as_ref()

@@ -4,8 +4,8 @@
 //! executor): take the first waiting job, gather up to `batch_size - 1` more within
 //! `max_batch_delay` (TorchServe's batching), preprocess each in the sandbox, stack the
 //! inputs of requests whose tensors agree in dtype and trailing shape on dimension 0,
-//! run one forward on the model (shared by the lanes, or the lane's own with
-//! `modulePerWorker`), split the outputs back along dimension 0 and
+//! run one forward on the model (shared by the lanes on the same device, or the lane's
+//! own with `modulePerWorker`), split the outputs back along dimension 0 and
 //! postprocess each request's slice. A failure of one request's preprocess or
 //! postprocess fails that request alone; a trap replaces the lane's instance.
 //!
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::oneshot;
 
+use crate::core::device::DeviceKind;
 use crate::metrics::LaneTimes;
 use crate::model::{self, Model};
 use crate::sandbox::{
@@ -91,15 +92,25 @@ impl Job {
     }
 }
 
+/// One device a version's lanes run on: the weights loaded there, and the sandbox
+/// whose context tells the handler the device (`cuda:N`, `cpu`).
+pub struct Placement {
+    pub device: DeviceKind,
+    /// The module the lanes on this device share; `None` for a pipeline, which calls
+    /// other models instead.
+    pub model: Option<Arc<Model>>,
+    pub sandbox: Sandbox,
+}
+
 /// What a lane needs; shared by all lanes of a model version.
 pub struct LaneContext {
-    /// The module the lanes share (also the source of its forward's signature);
-    /// `None` for a pipeline, which calls other models instead.
-    pub model: Option<Arc<Model>>,
+    /// The devices, at least one; lanes are spread evenly over them.
+    pub placements: Vec<Placement>,
     /// `modulePerWorker`: each lane loads its own copy of the module from this file,
     /// for modules that keep state between calls.
     pub module_per_worker: Option<std::path::PathBuf>,
     pub handler: HandlerComponent,
+    /// The version's sandbox: its limits and the context of its first device.
     pub sandbox: Sandbox,
     pub batch_size: usize,
     pub max_batch_delay: Duration,
@@ -113,6 +124,29 @@ pub struct LaneContext {
     pub board: LaneBoard,
 }
 
+impl LaneContext {
+    /// The module of the first device (the source of the forward's signature).
+    pub fn model(&self) -> Option<&Arc<Model>> {
+        self.placements.first().and_then(|p| p.model.as_ref())
+    }
+
+    /// The placement a new lane takes: the one with the fewest of `running` (the
+    /// placements of the lanes already running), the first of those on a tie.
+    pub fn next_placement(&self, running: impl Iterator<Item = usize>) -> usize {
+        let mut counts = vec![0usize; self.placements.len().max(1)];
+        for p in running {
+            if let Some(c) = counts.get_mut(p) {
+                *c += 1;
+            }
+        }
+        (0..counts.len()).min_by_key(|&i| counts[i]).unwrap_or(0)
+    }
+
+    fn placement(&self, i: usize) -> &Placement {
+        &self.placements[i.min(self.placements.len() - 1)]
+    }
+}
+
 /// A running lane; dropping it does not stop it, [`Lane::stop`] or [`stop_all`] does.
 pub struct Lane {
     pub state: Arc<LaneState>,
@@ -121,24 +155,27 @@ pub struct Lane {
 
 impl Lane {
     /// Instantiates the handler (its `init` runs here, so a failing `init` fails the
-    /// start) and starts the lane's thread on `queue`. The lane holds `slot` (its
-    /// place in the instance pool) until its thread ends.
+    /// start) and starts the lane's thread on `queue`, on the device of `placement`
+    /// (an index into [`LaneContext::placements`]). The lane holds `slot` (its place in
+    /// the instance pool) until its thread ends.
     pub fn start(
         id: usize,
         name: &str,
         ctx: Arc<LaneContext>,
         queue: Receiver<Job>,
         slot: Slot,
+        placement: usize,
     ) -> Result<Lane, RuntimeError> {
-        let instance = ctx.handler.instantiate(&ctx.sandbox)?;
+        let place = ctx.placement(placement);
+        let instance = ctx.handler.instantiate(&place.sandbox)?;
         let model = match &ctx.module_per_worker {
             Some(path) => Some(Arc::new(
-                Model::load(path, tch::Device::Cpu)
+                Model::load(path, place.device.torch())
                     .map_err(|e| RuntimeError::Other(e.to_string()))?,
             )),
-            None => ctx.model.clone(),
+            None => place.model.clone(),
         };
-        let state = Arc::new(LaneState::new(id));
+        let state = Arc::new(LaneState::new(id, placement, place.device));
         lock(&ctx.board.lanes).push(state.clone());
         let thread_state = state.clone();
         let thread_ctx = ctx.clone();
@@ -242,10 +279,11 @@ fn run(
     state: &LaneState,
 ) {
     tch::set_num_threads(ctx.intra_op_threads as i32);
+    let sandbox = &ctx.placement(state.placement).sandbox;
     let mut instance = Some(instance);
     while !state.stopping() {
         if instance.is_none() {
-            match ctx.handler.instantiate(&ctx.sandbox) {
+            match ctx.handler.instantiate(sandbox) {
                 Ok(fresh) => {
                     tracing::info!("worker {} has a working handler instance again", state.id);
                     instance = Some(fresh);
@@ -539,7 +577,10 @@ fn renew(
     queue: &Receiver<Job>,
 ) {
     *instance = None;
-    match ctx.handler.instantiate(&ctx.sandbox) {
+    match ctx
+        .handler
+        .instantiate(&ctx.placement(state.placement).sandbox)
+    {
         Ok(fresh) => *instance = Some(fresh),
         Err(e) => {
             tracing::error!("cannot replace a crashed handler instance: {e}");

@@ -16,9 +16,12 @@
 //! - [`startup`]: the models `--models`/`load_models` or a snapshot name;
 //! - [`signature`], [`tensor`]: what a model takes and gives, in the protocol's
 //!   datatypes;
+//! - [`device`]: the GPUs the server may use and the devices each model's workers run
+//!   on (`deviceType`, `deviceIds`, `number_of_gpu`);
 //! - [`workflow`]: TorchServe's workflows, DAGs of model and function nodes over the
 //!   same predict path.
 
+pub mod device;
 pub mod error;
 pub mod manage;
 pub mod pipeline;

@@ -10,6 +10,10 @@ pub use crate::worker::LaneHealth;
 pub struct WorkerStatus {
     pub id: usize,
     pub started: chrono::DateTime<chrono::Utc>,
+    /// The GPU it runs on, `None` on the CPU.
+    pub gpu: Option<usize>,
+    /// That GPU's reading, where the driver gives one.
+    pub gpu_usage: Option<crate::nvml::GpuReading>,
     pub health: LaneHealth,
 }
 

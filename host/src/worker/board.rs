@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::{Job, LaneContext, PredictError, send};
+use crate::core::device::DeviceKind;
+use crate::core::status::WorkerStatus;
 
 /// Why a job was not queued (the job is dropped: its caller answers for it).
 #[derive(Debug, PartialEq)]
@@ -37,6 +39,9 @@ pub struct LaneBoard {
 /// One lane's state, as the lane itself reports it.
 pub struct LaneState {
     pub id: usize,
+    /// Its index in the version's placements, and that placement's device.
+    pub placement: usize,
+    pub device: DeviceKind,
     /// When the lane started (TorchServe's worker `startTime`).
     pub started: chrono::DateTime<chrono::Utc>,
     pub(super) stop: AtomicBool,
@@ -74,9 +79,11 @@ pub enum LaneHealth {
 }
 
 impl LaneState {
-    pub(super) fn new(id: usize) -> LaneState {
+    pub(super) fn new(id: usize, placement: usize, device: DeviceKind) -> LaneState {
         LaneState {
             id,
+            placement,
+            device,
             started: chrono::Utc::now(),
             stop: AtomicBool::new(false),
             has_instance: AtomicBool::new(true),
@@ -134,12 +141,18 @@ impl LaneContext {
             .count()
     }
 
-    /// Each lane's id, start and health.
-    pub fn lane_health(&self) -> Vec<(usize, chrono::DateTime<chrono::Utc>, LaneHealth)> {
+    /// Each lane's status: id, start, device and health.
+    pub fn lane_health(&self) -> Vec<WorkerStatus> {
         let timeout = self.sandbox.call_timeout;
         lock(&self.board.lanes)
             .iter()
-            .map(|l| (l.id, l.started, l.health(timeout)))
+            .map(|l| WorkerStatus {
+                id: l.id,
+                started: l.started,
+                gpu: l.device.gpu(),
+                gpu_usage: l.device.gpu().and_then(crate::nvml::reading),
+                health: l.health(timeout),
+            })
             .collect()
     }
 

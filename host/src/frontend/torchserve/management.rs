@@ -119,8 +119,8 @@ pub fn describe(s: &ModelStatus) -> serde_json::Value {
                 "status": "READY",
                 "memoryUsage": 0,
                 "pid": pid,
-                "gpu": false,
-                "gpuUsage": "N/A",
+                "gpu": w.gpu.is_some(),
+                "gpuUsage": w.gpu_usage.as_ref().map_or("N/A".to_string(), |u| u.describe()),
             });
             match &w.health {
                 LaneHealth::Ready => {}

@@ -2,17 +2,22 @@
 //! `image_classifier` runs (the SDK's `imagenet_transform` of the request's image), and
 //! its postprocess answers with every output the forward returned, bytes and all, as
 //! `[{"name", "dtype", "shape", "base64"}]`. With an identity model the answer is the
-//! preprocessed input; with a real model, its outputs before any post-processing.
+//! preprocessed input; with a real model, its outputs before any post-processing. The
+//! header `x-probe-device` says the device its `init` context named (`cpu`, `cuda:N`).
 
 use base64::Engine as _;
 use wasmserve_handler::vision::{image_bytes, imagenet_transform};
 use wasmserve_handler::{Context, Error, Handler, Request, Response, Tensor};
 
-struct TensorProbe;
+struct TensorProbe {
+    device: String,
+}
 
 impl Handler for TensorProbe {
-    fn init(_ctx: &Context) -> Result<Self, String> {
-        Ok(TensorProbe)
+    fn init(ctx: &Context) -> Result<Self, String> {
+        Ok(TensorProbe {
+            device: ctx.device.clone(),
+        })
     }
 
     fn preprocess(&self, req: &Request) -> Result<Vec<Tensor>, Error> {
@@ -31,7 +36,11 @@ impl Handler for TensorProbe {
                 })
             })
             .collect();
-        Response::json(&answer)
+        let mut response = Response::json(&answer)?;
+        response
+            .headers
+            .push(("x-probe-device".into(), self.device.clone()));
+        Ok(response)
     }
 }
 
