@@ -20,7 +20,7 @@ LIBTORCH_LINK := .libtorch
 LIBTORCH_FLAGS :=
 endif
 
-.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline balancer soak image image-check
+.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline balancer soak image image-check gpu-check
 
 all: build
 
@@ -66,6 +66,12 @@ bench-grpc: build
 # concurrency 1 (bench/pipeline.rs; about a minute).
 bench-pipeline: build
 	$(CARGO) bench --bench pipeline
+
+# The device check's binaries (bench/gpu.sh prepare: the CUDA build and bench/gpu.rs,
+# stripped into build/gpu/), to carry to a GPU machine and run there with
+# `bench/gpu.sh run` (ResNet-18 served with batching against raw libtorch).
+gpu-check:
+	./bench/gpu.sh prepare
 
 # Endurance: 20,000 kitten predictions at concurrency 64 with handler faults mixed in,
 # RSS checked (tests/soak.rs; WASMSERVE_SOAK_REQUESTS, _CONCURRENCY, _WARMUP to change).
