@@ -3,7 +3,9 @@
 //! `runtime=`, `startup_timeout=`, `synchronous=false`, an empty `url=`), the
 //! `models={...}` key of `config.properties`, a mistyped key told apart from a
 //! TorchServe key that does not apply, `curl --data-binary` bodies, `/api-description`,
-//! `.tar.gz` archives, and a background start whose startup model failed.
+//! `.tar.gz` archives, a background start whose startup model failed, and a config
+//! with Java's `.properties` escapes and `load_models=ALL`, as TorchServe writes and
+//! reads it.
 
 mod common;
 
@@ -169,6 +171,34 @@ fn a_typo_in_a_key_is_warned_about_and_a_torchserve_key_is_not() {
         !log.contains("unknown config key `enable_envvars_config`"),
         "{log}"
     );
+}
+
+#[test]
+fn a_config_as_torchserve_writes_it_reads_as_torchserve_reads_it() {
+    // Java's .properties escapes (TorchServe writes its snapshots with
+    // `Properties.store`: `\:` in values, the JSON's line breaks as `\n`) and
+    // `load_models=ALL` in TorchServe's spelling.
+    let store = ModelStore::new();
+    store.mobilenet();
+    let server = Server::start(
+        store.path(),
+        &[],
+        concat!(
+            "load_models=ALL\n",
+            "models={\\n  \"mobilenet\"\\: {\\n    \"1.0\"\\: {\\n",
+            "      \"minWorkers\"\\: 2,\\n      \"maxWorkers\"\\: 2\\n    }\\n  }\\n}\n",
+        ),
+    );
+    let (status, body) = json(
+        client()
+            .get(server.mgmt("/models/mobilenet"))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0]["workers"].as_array().unwrap().len(), 2, "{body}");
+    let kitten = std::fs::read(asset("images/kitten.jpg")).unwrap();
+    assert_eq!(server.post("/predictions/mobilenet", kitten).status(), 200);
 }
 
 #[test]

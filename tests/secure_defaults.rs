@@ -65,7 +65,8 @@ fn token_authorization_is_on_by_default() {
     assert_eq!(list(Some(&inference)).0, 400);
     assert_eq!(list(Some(&management)).0, 200);
 
-    // Health checks and the metrics API need no key, as in TorchServe.
+    // Health checks and the metrics API need no key (on purpose; TorchServe's /ping
+    // wants the inference key).
     assert_eq!(json(http.get(server.url("/ping")).send().unwrap()).0, 200);
     let metrics = http.get(&metrics_url).send().unwrap();
     assert_eq!(metrics.status().as_u16(), 200);

@@ -232,7 +232,7 @@ impl ServerConfig {
     /// gives these settings again.
     pub fn to_properties(&self) -> String {
         KEYS.iter()
-            .filter_map(|k| (k.write)(self).map(|v| format!("{}={v}\n", k.name)))
+            .filter_map(|k| (k.write)(self).map(|v| format!("{}={}\n", k.name, escape_value(&v))))
             .collect()
     }
 
@@ -828,29 +828,112 @@ pub const KEYS: &[Key] = &[
     },
 ];
 
-/// Parses Java `.properties` text: `key=value` or `key: value`, `#`/`!` comments,
-/// trailing-backslash continuation lines.
+/// Parses `.properties` text as Java's `Properties.load` reads it, which is how
+/// TorchServe reads its config and writes its snapshots: `key=value`, `key: value` or
+/// `key value`; `#`/`!` comment lines; a line ending in an odd number of backslashes
+/// continues on the next (whose leading blanks are dropped); and backslash escapes in
+/// keys and values (`\t`, `\n`, `\r`, `\f`, `\uXXXX`, and `\` before any other
+/// character stands for that character: `http\://host\:8080`, `\\` for a backslash).
+/// Trailing blanks of a value are dropped (Java keeps them) unless escaped.
 pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    const BLANK: [char; 3] = [' ', '\t', '\x0c'];
+    let odd_backslashes = |l: &str| l.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 1;
     let mut out = BTreeMap::new();
-    let mut logical = String::new();
-    for line in text.lines() {
-        let line = line.trim_start();
-        if logical.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!'))
-        {
+    let mut lines = text.lines();
+    while let Some(first) = lines.next() {
+        let mut line = first.trim_start_matches(BLANK);
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
             continue;
         }
-        if let Some(stripped) = line.strip_suffix('\\') {
-            logical.push_str(stripped);
-            continue;
+        let mut logical = String::new();
+        while odd_backslashes(line) {
+            logical.push_str(&line[..line.len() - 1]);
+            line = lines.next().unwrap_or("").trim_start_matches(BLANK);
         }
         logical.push_str(line);
-        let entry = std::mem::take(&mut logical);
-        let split = entry.find(['=', ':']).unwrap_or(entry.len());
-        let key = entry[..split].trim();
-        let value = entry.get(split + 1..).unwrap_or("").trim();
-        if !key.is_empty() {
-            out.insert(key.to_string(), value.to_string());
+        // The key ends at the first unescaped `=`, `:` or blank; one `=` or `:` and
+        // the blanks around it separate it from the value.
+        let mut end = logical.len();
+        let mut escaped = false;
+        for (i, c) in logical.char_indices() {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '=' || c == ':' || BLANK.contains(&c) {
+                end = i;
+                break;
+            }
         }
+        let (key, rest) = logical.split_at(end);
+        let rest = rest.trim_start_matches(BLANK);
+        let rest = rest
+            .strip_prefix(['=', ':'])
+            .unwrap_or(rest)
+            .trim_start_matches(BLANK);
+        let mut value = rest.trim_end_matches(BLANK);
+        if odd_backslashes(value) && value.len() < rest.len() {
+            // An escaped blank ends the value: keep it.
+            value = &rest[..value.len() + 1];
+        }
+        let key = unescape(key);
+        if !key.is_empty() {
+            out.insert(key, unescape(value));
+        }
+    }
+    out
+}
+
+/// Java's `.properties` escapes decoded (see [`parse_properties`]).
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('f') => out.push('\x0c'),
+            Some('u') => {
+                let hex: String = chars.clone().take(4).collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(ch) if hex.len() == 4 => {
+                        out.push(ch);
+                        chars.nth(3);
+                    }
+                    // Java refuses a malformed \u; it is kept as written here.
+                    _ => out.push_str("\\u"),
+                }
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// A value as `.properties` writes it, so that [`parse_properties`] reads it back as it
+/// is: backslashes doubled, line breaks and tabs escaped, a leading blank escaped.
+fn escape_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0c' => out.push_str("\\f"),
+            ' ' if i == 0 => out.push_str("\\ "),
+            c => out.push(c),
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+        out.push_str("\\ ");
     }
     out
 }
@@ -1219,6 +1302,49 @@ mod tests {
     }
 
     #[test]
+    fn java_escapes_as_torchserve_writes_them() {
+        // What `Properties.store` writes for TorchServe's snapshots: `:` and `=`
+        // escaped, the JSON's line breaks as `\n`.
+        let props = parse_properties(concat!(
+            "inference_address=http\\://0.0.0.0\\:8080\n",
+            "model_snapshot={\\n  \"name\": \"startup.cfg\",\\n  \"modelCount\": 0\\n}\n",
+            "key\\ with\\=odd\\:chars = \\u00e9t\\u00e9\\t!\n",
+            "spaced value with blanks\n",
+            "backslash=C\\\\models\\\\\n",
+            "trailing=kept\\ \n",
+            "continued=a,\\\n    b\n",
+        ));
+        assert_eq!(props["inference_address"], "http://0.0.0.0:8080");
+        assert_eq!(
+            props["model_snapshot"],
+            "{\n  \"name\": \"startup.cfg\",\n  \"modelCount\": 0\n}"
+        );
+        assert_eq!(props["key with=odd:chars"], "\u{e9}t\u{e9}\t!");
+        assert_eq!(props["spaced"], "value with blanks");
+        assert_eq!(props["backslash"], "C\\models\\");
+        assert_eq!(props["trailing"], "kept ");
+        assert_eq!(props["continued"], "a,b");
+        let mut c = ServerConfig::default();
+        c.apply(&props).unwrap();
+        assert_eq!(c.inference_address.to_string(), "0.0.0.0:8080");
+    }
+
+    #[test]
+    fn values_are_escaped_so_that_they_read_back() {
+        for v in [
+            "plain",
+            "a\\b\\",
+            " lead",
+            "trail ",
+            "two\nlines\ttab",
+            "C:\\x=y",
+        ] {
+            let text = format!("k={}\n", escape_value(v));
+            assert_eq!(parse_properties(&text)["k"], v, "{text:?}");
+        }
+    }
+
+    #[test]
     fn malformed_values_name_their_key() {
         let mut c = ServerConfig::default();
         let err = c
@@ -1305,10 +1431,12 @@ mod tests {
             "downloads need an explicit entry"
         );
         c.apply(&parse_properties(
-            r"allowed_urls=https://models\.example\.com/.*,file://.*",
+            // A regex's `\.` is `\\.` in a .properties file, as Java reads it.
+            r"allowed_urls=https://models\\.example\\.com/.*,file://.*",
         ))
         .unwrap();
         assert!(c.url_allowed("https://models.example.com/a.mar"));
+        assert!(!c.url_allowed("https://modelsxexample.com/a.mar"));
         assert!(!c.url_allowed("https://models.example.com.evil.net/a.mar"));
         assert!(!c.url_allowed("xhttps://models.example.com/a.mar"));
     }

@@ -127,7 +127,12 @@ impl StartArgs {
                 config.apply(&vars)?;
             }
         }
-        if config.load_models.iter().any(|m| m == "all") && config.model_store.is_none() {
+        if config
+            .load_models
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case("all"))
+            && config.model_store.is_none()
+        {
             anyhow::bail!(
                 "`--models all` loads every archive in the model store, and there is none: give --model-store DIR (or model_store)"
             );

@@ -49,7 +49,8 @@ async fn load_startup_models(core: &Arc<Core>) -> Vec<String> {
     let mut entries = Vec::new();
     let mut failures = Vec::new();
     for entry in &config.load_models {
-        if entry == "all" {
+        // TorchServe matches `all` in any case (`ALL` in its docs).
+        if entry.eq_ignore_ascii_case("all") {
             let Some(store) = &config.model_store else {
                 failures.push("`all` needs a model store (--model-store)".to_string());
                 continue;

@@ -6,8 +6,11 @@
 //! on the management API, with the `API` key, replaces that key (the old one stops
 //! working) and rewrites the file.
 //!
-//! Not checked: `GET /ping` (health checks), `OPTIONS /` (the API description) and the
-//! metrics API, as TorchServe. `--disable-token-auth` or
+//! Not checked, on purpose: `GET /ping` and `GET /v2/health/{live,ready}` (so that
+//! Kubernetes and load balancers can probe a server with keys on; TorchServe's frontend
+//! checks the inference key before the handler that serves `/ping`, so a keyless
+//! `/ping` there is refused), `OPTIONS /` (the API description) and the metrics API.
+//! `--disable-token-auth` or
 //! `disable_token_authorization=true` turns all of it off.
 //!
 //! The file, as TorchServe writes it:
@@ -136,7 +139,7 @@ impl TokenAuth {
         let open = (kind == KeyKind::Inference && path == "/ping" && req.method() == Method::GET)
             || (path.is_empty() && req.method() == Method::OPTIONS)
             || (kind == KeyKind::Management && path == "/token")
-            // Health probes (Kubernetes, KServe) carry no key, as `/ping` does not.
+            // Health probes (Kubernetes, KServe) carry no key.
             || (kind == KeyKind::Inference
                 && matches!(path, "/v2/health/live" | "/v2/health/ready")
                 && req.method() == Method::GET);
