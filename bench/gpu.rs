@@ -16,6 +16,8 @@
 //! here, on the CPU, to check the mechanics:
 //! `cargo bench --bench gpu -- --device cpu --seconds 2 --batches 1,4`.
 
+// Only its client is used here.
+#[allow(dead_code)]
 #[path = "../tests/common/keepalive.rs"]
 mod keepalive;
 
@@ -183,7 +185,7 @@ fn raw(
     );
     let once = || -> anyhow::Result<()> {
         let out = tch::no_grad(|| m.forward_ts(&[x.to_device(device)]))?;
-        std::hint::black_box(out.to_device(tch::Device::Cpu));
+        let _ = std::hint::black_box(out.to_device(tch::Device::Cpu));
         Ok(())
     };
     for _ in 0..5 {
