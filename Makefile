@@ -20,7 +20,7 @@ LIBTORCH_LINK := .libtorch
 LIBTORCH_FLAGS :=
 endif
 
-.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline balancer soak image image-check gpu-check
+.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline bench-optimize bench-perf-analyzer balancer soak image image-check gpu-check
 
 all: build
 
@@ -72,6 +72,16 @@ bench-pipeline: build
 # `bench/gpu.sh run` (ResNet-18 served with batching against raw libtorch).
 gpu-check:
 	./bench/gpu.sh prepare
+
+# jitOptimize (bench/optimize.rs, about three minutes): ResNet-18 and MobileNetV2 forwards
+# plain, frozen and optimize_for_inference in turns, and ResNet-18 served both ways.
+bench-optimize: build
+	$(CARGO) bench --bench optimize
+
+# Triton's perf_analyzer on the KServe v2 tensor path of MobileNetV2 and ResNet-18 at
+# concurrency 1, 4 and 16: throughput and p99 (bench/perf_analyzer.rs; about two minutes).
+bench-perf-analyzer: build
+	$(CARGO) bench --bench perf_analyzer
 
 # Endurance: 20,000 kitten predictions at concurrency 64 with handler faults mixed in,
 # RSS checked (tests/soak.rs; WASMSERVE_SOAK_REQUESTS, _CONCURRENCY, _WARMUP to change).

@@ -7,7 +7,10 @@
 //!    `WASMSERVE_GUEST_DIR`.
 //! 2. Sets an rpath to libtorch, so that the binary and the tests run without
 //!    `LD_LIBRARY_PATH`, and with a CUDA libtorch keeps `libtorch_cuda.so` linked.
-//! 3. Compiles the gRPC services in `proto/` (TorchServe's and KServe's, wire-compatible
+//! 3. Compiles `host/cpp/optimize.cpp` (TorchScript freezing and
+//!    `optimize_for_inference`, which tch does not expose) against the same libtorch,
+//!    with the flags torch-sys uses for its own C++.
+//! 4. Compiles the gRPC services in `proto/` (TorchServe's and KServe's, wire-compatible
 //!    copies of their `.proto` files) into Rust with protox, a protobuf compiler in
 //!    Rust, and tonic-prost-build: no `protoc` to install.
 
@@ -47,10 +50,12 @@ fn main() {
         root.join("Cargo.lock").display()
     );
     println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
     build_guests(&root);
     libtorch_rpath(&root);
+    compile_jit_shim(&root);
     compile_protos(&root);
 }
 
@@ -123,6 +128,31 @@ fn cargo_build_guests(root: &Path, target_dir: &Path, guests: &[&str]) {
              `make deps`)."
         );
     }
+}
+
+fn compile_jit_shim(root: &Path) {
+    let source = root.join("host/cpp/optimize.cpp");
+    println!("cargo:rerun-if-changed={}", source.display());
+    let Ok(libtorch) = std::env::var("LIBTORCH") else {
+        return;
+    };
+    let path = root.join(libtorch);
+    let include = path.canonicalize().unwrap_or(path).join("include");
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        // torch-sys's default (LIBTORCH_CXX11_ABI), which the PyPI wheels are built with.
+        .flag(format!(
+            "-D_GLIBCXX_USE_CXX11_ABI={}",
+            std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())
+        ))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file(&source)
+        .compile("wasmserve_jit");
 }
 
 fn libtorch_rpath(root: &Path) {

@@ -1040,6 +1040,9 @@ pub struct ModelSettings {
     /// TorchScript module instead of sharing one, for modules that keep state in their
     /// attributes between calls (streaming models, voice-activity detectors).
     pub module_per_worker: bool,
+    /// `jitOptimize` (default off): TorchScript's freezing or `optimize_for_inference`
+    /// at load (see `model::optimize`).
+    pub jit_optimize: crate::model::JitOptimize,
     /// `deviceType` / `deviceIds`: where its workers run (see `core::device`).
     pub device: crate::core::device::DeviceRequest,
     /// `input` / `output`: the tensors the model declares (Triton's keys; see
@@ -1066,6 +1069,7 @@ impl ModelSettings {
             handler_memory_limit: server.handler_memory_limit,
             module_per_worker: false,
             device: Default::default(),
+            jit_optimize: Default::default(),
             inputs: None,
             outputs: None,
             models: Vec::new(),
@@ -1171,6 +1175,15 @@ impl ModelSettings {
                     let json = serde_json::to_value(&v)
                         .map_err(|e| bad(&key, format!("in {file}: {e}")))?;
                     self.handler_config.insert(key, json);
+                }
+                "jitOptimize" => {
+                    let text = match &v {
+                        serde_yaml::Value::Bool(b) => b.to_string(),
+                        serde_yaml::Value::String(s) => s.clone(),
+                        _ => String::new(),
+                    };
+                    self.jit_optimize = crate::model::JitOptimize::parse(&text)
+                        .map_err(|e| bad(&key, format!("in {file}: {e}")))?;
                 }
                 "deviceType" => {
                     device_type = Some(

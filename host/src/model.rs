@@ -13,6 +13,9 @@ use std::path::Path;
 
 use tch::{CModule, Device, IValue, Kind};
 
+pub mod optimize;
+pub use optimize::JitOptimize;
+
 use crate::sandbox::{Dtype, Tensor};
 use crate::schema::{ArgType, ForwardSchema};
 
@@ -49,6 +52,12 @@ impl Model {
     /// Loads `path` onto `device`, in eval mode. A module whose `forward` takes an
     /// argument that a handler cannot pass is refused here, with the reason.
     pub fn load(path: &Path, device: Device) -> Result<Model, ModelError> {
+        Model::load_with(path, device, JitOptimize::Off)
+    }
+
+    /// [`Model::load`], then TorchScript's optimizations as `jit` says
+    /// ([`optimize`]).
+    pub fn load_with(path: &Path, device: Device, jit: JitOptimize) -> Result<Model, ModelError> {
         let file = path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
@@ -65,10 +74,14 @@ impl Model {
             tracing::debug!("{file}: no forward signature found; its inputs are passed as tensors");
         }
         let mut module = CModule::load_on_device(path, device).map_err(|e| ModelError::Load {
-            file,
+            file: file.clone(),
             message: torch_error("loading the model", &e),
         })?;
         module.set_eval();
+        let module = optimize::apply(module, jit).map_err(|e| ModelError::Load {
+            file,
+            message: format!("jitOptimize: {jit:?} failed: {}", first_line(&e)),
+        })?;
         Ok(Model {
             module,
             device,

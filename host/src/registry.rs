@@ -218,7 +218,7 @@ impl ModelVersion {
                 let loaded = devices
                     .iter()
                     .map(|d| {
-                        Model::load(&model_path, d.torch())
+                        Model::load_with(&model_path, d.torch(), settings.jit_optimize)
                             .map(|m| Some(Arc::new(m)))
                             .map_err(|e| match d {
                                 DeviceKind::Cpu => err(e.to_string()),
@@ -268,6 +268,7 @@ impl ModelVersion {
         let lane_ctx = Arc::new(LaneContext {
             placements,
             module_per_worker: model_path.filter(|_| settings.module_per_worker),
+            jit_optimize: settings.jit_optimize,
             handler,
             sandbox,
             // A pipeline's requests run one by one; its model calls are what batch.

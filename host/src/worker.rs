@@ -109,6 +109,8 @@ pub struct LaneContext {
     /// `modulePerWorker`: each lane loads its own copy of the module from this file,
     /// for modules that keep state between calls.
     pub module_per_worker: Option<std::path::PathBuf>,
+    /// `jitOptimize`, for the modules lanes load themselves.
+    pub jit_optimize: model::JitOptimize,
     pub handler: HandlerComponent,
     /// The version's sandbox: its limits and the context of its first device.
     pub sandbox: Sandbox,
@@ -170,7 +172,7 @@ impl Lane {
         let instance = ctx.handler.instantiate(&place.sandbox)?;
         let model = match &ctx.module_per_worker {
             Some(path) => Some(Arc::new(
-                Model::load(path, place.device.torch())
+                Model::load_with(path, place.device.torch(), ctx.jit_optimize)
                     .map_err(|e| RuntimeError::Other(e.to_string()))?,
             )),
             None => place.model.clone(),

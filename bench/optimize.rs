@@ -1,0 +1,169 @@
+//! `jitOptimize` (issue 19, item 4): the forward of ResNet-18 fp32 (traced here, random
+//! weights) and of the int8 MobileNetV2 of the assets, plain against frozen against
+//! `optimize_for_inference`, in this process at 1 and at all intra-op threads, taking
+//! turns so that the machine's drift falls on all three alike; then ResNet-18 served
+//! plain and with `jitOptimize: inference` side by side on one server (KServe v2 binary
+//! tensors, c=1 and c=4, in turns).
+//!
+//! `cargo bench --bench optimize` (`make bench-optimize`; about three minutes on 2
+//! cores).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use wasmserve::model::{JitOptimize, Model};
+
+const WAYS: [JitOptimize; 3] = [
+    JitOptimize::Off,
+    JitOptimize::Freeze,
+    JitOptimize::Inference,
+];
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Median forward time of `model` loaded each way, at `threads`, in turns.
+fn forwards(model: &Path, threads: usize, rounds: usize) -> Vec<Duration> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tch::set_num_threads(threads as i32);
+            let x = tch::Tensor::from_slice(&v2_input_values()).view([1, 3, 224, 224]);
+            let models: Vec<Model> = WAYS
+                .iter()
+                .map(|&w| Model::load_with(model, tch::Device::Cpu, w).unwrap())
+                .collect();
+            let mut times = vec![Vec::new(); WAYS.len()];
+            for round in 0..rounds + 3 {
+                for (i, m) in models.iter().enumerate() {
+                    let t = Instant::now();
+                    std::hint::black_box(m.forward(std::slice::from_ref(&x)).unwrap());
+                    if round >= 3 {
+                        times[i].push(t.elapsed());
+                    }
+                }
+            }
+            times.into_iter().map(median).collect()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn resnet18(dir: &Path) -> std::path::PathBuf {
+    tch::manual_seed(0);
+    let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let net = tch::vision::resnet::resnet18(&vs.root(), 1000);
+    vs.freeze();
+    let x = tch::Tensor::from_slice(&v2_input_values()).view([1, 3, 224, 224]);
+    traced_model(dir, "resnet18.pt", &[x], |xs| {
+        vec![tch::nn::ModuleT::forward_t(&net, &xs[0], false)]
+    })
+}
+
+/// Requests per second of `clients` keep-alive clients on `model` for `secs`.
+fn throughput(server: &Server, model: &str, clients: usize, secs: f64) -> f64 {
+    let raw: Vec<u8> = v2_input_values()
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let header = serde_json::to_vec(&serde_json::json!({
+        "inputs": [{"name": "input__0", "shape": [1, 3, 224, 224], "datatype": "FP32",
+                    "parameters": {"binary_data_size": raw.len()}}],
+        "parameters": {"binary_data_output": true},
+    }))
+    .unwrap();
+    let body = [header.clone(), raw].concat();
+    let base = server.base.as_str();
+    let start = Instant::now();
+    let done: usize = std::thread::scope(|s| {
+        (0..clients)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut conn = common::keepalive::KeepAlive::connect(base);
+                    let request = conn.request(
+                        &format!("/v2/models/{model}/infer"),
+                        &[
+                            &format!("Inference-Header-Content-Length: {}", header.len()),
+                            "Content-Type: application/octet-stream",
+                        ],
+                        &body,
+                    );
+                    let mut n = 0;
+                    while start.elapsed().as_secs_f64() < secs {
+                        std::hint::black_box(conn.send(&request).body);
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum()
+    });
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let resnet = resnet18(dir.path());
+    let mobilenet = asset("models/mobilenet_v2_quantized.pt");
+    let cores = wasmserve::config::num_cores();
+    println!("forward of one [1, 3, 224, 224], medians, plain / freeze / inference in turns");
+    println!("| model | threads | plain ms | freeze ms | inference ms | inference / plain |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, file, rounds) in [
+        ("ResNet-18 fp32", &resnet, 30),
+        ("MobileNetV2 int8", &mobilenet, 100),
+    ] {
+        for threads in [1, cores] {
+            let t = forwards(file, threads, rounds);
+            println!(
+                "| {name} | {threads} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                ms(t[0]),
+                ms(t[1]),
+                ms(t[2]),
+                t[2].as_secs_f64() / t[0].as_secs_f64()
+            );
+        }
+    }
+
+    let store = ModelStore::new();
+    for (name, jit) in [("plain", "off"), ("optimized", "inference")] {
+        store.archive_with_config(
+            name,
+            &resnet,
+            "base_handler",
+            &[],
+            Some(&format!("{MOBILENET_TENSORS}jitOptimize: {jit}\n")),
+        );
+    }
+    let server = Server::start(store.path(), &["plain.mar", "optimized.mar"], "");
+    for model in ["plain", "optimized"] {
+        throughput(&server, model, 2, 2.0);
+    }
+    println!(
+        "\nResNet-18 served ({cores} workers each, the server's defaults), KServe v2 binary, req/s, 3 turns of 5 s"
+    );
+    println!("| clients | plain | jitOptimize: inference | ratio |");
+    println!("|---:|---:|---:|---:|");
+    for clients in [1, 4] {
+        let (mut p, mut o) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            p.push(throughput(&server, "plain", clients, 5.0));
+            o.push(throughput(&server, "optimized", clients, 5.0));
+        }
+        let (p, o) = (p.iter().sum::<f64>() / 3.0, o.iter().sum::<f64>() / 3.0);
+        println!("| {clients} | {p:.1} | {o:.1} | {:.2} |", o / p);
+    }
+}

@@ -1,0 +1,122 @@
+//! `jitOptimize` (a model's `model-config.yaml`): TorchScript's own optimizations at
+//! load, which tch does not expose, through `host/cpp/optimize.cpp`.
+//!
+//! | `jitOptimize` | what libtorch does to the loaded module |
+//! |---|---|
+//! | `off` (default) | nothing: the module as saved |
+//! | `freeze` | `torch::jit::freeze`: parameters and attributes become constants, batch norms fold into the convolutions before them, dead code goes |
+//! | `inference` | `torch::jit::optimize_for_inference`: freezing, then the frozen-graph passes (on the CPU oneDNN's convolution layouts and fusions; conv-add-relu fusions) |
+//!
+//! The module stays the user's: the same graph, its numerics within float rounding
+//! (the tests hold fp32 outputs to 1e-4 of the plain forward). A module these passes
+//! cannot take fails to load with libtorch's reason, and `off` serves it as it is.
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+
+/// How a model's TorchScript module is optimized at load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JitOptimize {
+    #[default]
+    Off,
+    Freeze,
+    Inference,
+}
+
+impl JitOptimize {
+    /// From the yaml's value: `off` (or `false`), `freeze`, `inference` (or `true`).
+    pub fn parse(value: &str) -> Result<JitOptimize, String> {
+        match value {
+            "off" | "false" => Ok(JitOptimize::Off),
+            "freeze" => Ok(JitOptimize::Freeze),
+            "inference" | "true" => Ok(JitOptimize::Inference),
+            other => Err(format!("`{other}`; it must be off, freeze or inference")),
+        }
+    }
+}
+
+unsafe extern "C" {
+    fn wasmserve_jit_optimize(
+        module: *mut c_void,
+        level: c_int,
+        error: *mut *mut c_char,
+    ) -> *mut c_void;
+    fn wasmserve_free_error(error: *mut c_char);
+}
+
+// tch's CModule is its one field, the `torch::jit::Module*` of tch's C API
+// (`atm_load` allocates it with `new`, its Drop `delete`s it): what the shim takes and
+// gives. Checked here, and by the tests' round trip.
+const _: () = assert!(std::mem::size_of::<tch::CModule>() == std::mem::size_of::<*mut c_void>());
+
+/// `module` optimized as `how` says (itself for `Off`).
+pub fn apply(module: tch::CModule, how: JitOptimize) -> Result<tch::CModule, String> {
+    let level = match how {
+        JitOptimize::Off => return Ok(module),
+        JitOptimize::Freeze => 1,
+        JitOptimize::Inference => 2,
+    };
+    // SAFETY: see the size check above: a CModule is the module pointer, which stays
+    // owned by exactly one CModule at a time (rebuilt below to be dropped).
+    let raw = unsafe { std::mem::transmute::<tch::CModule, *mut c_void>(module) };
+    let mut error: *mut c_char = std::ptr::null_mut();
+    // SAFETY: `raw` is a live torch::jit::Module*; the shim only reads it.
+    let out = unsafe { wasmserve_jit_optimize(raw, level, &mut error) };
+    // SAFETY: `raw` came from a CModule above and is not used after this.
+    drop(unsafe { std::mem::transmute::<*mut c_void, tch::CModule>(raw) });
+    if out.is_null() {
+        let message = if error.is_null() {
+            "libtorch gave no reason".to_string()
+        } else {
+            // SAFETY: the shim's error is a NUL-terminated string it malloc'ed.
+            let text = unsafe { CStr::from_ptr(error) }
+                .to_string_lossy()
+                .into_owned();
+            unsafe { wasmserve_free_error(error) };
+            text
+        };
+        return Err(message);
+    }
+    // SAFETY: `out` is a new torch::jit::Module* (`new` in the shim), now owned here.
+    Ok(unsafe { std::mem::transmute::<*mut c_void, tch::CModule>(out) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_yaml_values() {
+        assert_eq!(JitOptimize::parse("off"), Ok(JitOptimize::Off));
+        assert_eq!(JitOptimize::parse("freeze"), Ok(JitOptimize::Freeze));
+        assert_eq!(JitOptimize::parse("true"), Ok(JitOptimize::Inference));
+        assert!(JitOptimize::parse("fast").is_err());
+    }
+
+    /// A small conv → batch norm → relu network, traced: frozen and optimized, it
+    /// answers as the plain module does.
+    #[test]
+    fn optimized_modules_answer_as_the_plain_one() {
+        use tch::nn;
+        tch::manual_seed(1);
+        let mut vs = nn::VarStore::new(tch::Device::Cpu);
+        let conv = nn::conv2d(vs.root() / "c", 3, 8, 3, Default::default());
+        let bn = nn::batch_norm2d(vs.root() / "bn", 8, Default::default());
+        vs.freeze();
+        let x = tch::Tensor::randn([2, 3, 16, 16], (tch::Kind::Float, tch::Device::Cpu));
+        let mut f = |xs: &[tch::Tensor]| vec![xs[0].apply(&conv).apply_t(&bn, false).relu()];
+        let traced =
+            tch::CModule::create_by_tracing("Net", "forward", &[x.shallow_clone()], &mut f)
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("net.pt");
+        traced.save(&path).unwrap();
+        let plain = tch::CModule::load(&path).unwrap();
+        let want = plain.forward_ts(&[&x]).unwrap();
+        for how in [JitOptimize::Freeze, JitOptimize::Inference] {
+            let m = apply(tch::CModule::load(&path).unwrap(), how).unwrap();
+            let got = tch::no_grad(|| m.forward_ts(&[&x])).unwrap();
+            let diff = (got - &want).abs().max().double_value(&[]);
+            assert!(diff < 1e-4, "{how:?}: {diff}");
+        }
+    }
+}
