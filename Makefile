@@ -20,7 +20,7 @@ LIBTORCH_LINK := .libtorch
 LIBTORCH_FLAGS :=
 endif
 
-.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline bench-optimize bench-perf-analyzer balancer soak image image-check gpu-check
+.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline bench-optimize bench-perf-analyzer bench-models balancer soak image image-check gpu-check
 
 all: build
 
@@ -72,6 +72,12 @@ bench-pipeline: build
 # `bench/gpu.sh run` (ResNet-18 served with batching against raw libtorch).
 gpu-check:
 	./bench/gpu.sh prepare
+
+# Many models on one server (bench/models.rs, about ten minutes): 1/10/50/100 always
+# loaded (RSS, registration time, idle CPU, a busy model's p50), 1,000 with scaleToZero
+# (cold RSS, first-request latency), and TorchServe to the same memory.
+bench-models: build
+	$(CARGO) bench --bench models
 
 # jitOptimize (bench/optimize.rs, about three minutes): ResNet-18 and MobileNetV2 forwards
 # plain, frozen and optimize_for_inference in turns, and ResNet-18 served both ways.

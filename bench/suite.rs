@@ -27,17 +27,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod ts;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use ts::{TorchServe, repo, script};
 
 fn quick() -> bool {
     std::env::var_os("WASMSERVE_BENCH_QUICK").is_some()
@@ -46,17 +43,6 @@ fn quick() -> bool {
 /// Scales request counts down for a trial run.
 fn n(full: usize) -> usize {
     if quick() { (full / 5).max(20) } else { full }
-}
-
-fn script(name: &str, args: &[&str]) -> String {
-    let out = Command::new(repo().join("bench/torchserve").join(name))
-        .args(args)
-        .env("WASMSERVE_ASSETS", assets())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("running {name}: {e}"));
-    assert!(out.status.success(), "{name} {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// One load run: requests per second, p50 and p99 in ms, failures.
@@ -210,12 +196,7 @@ struct Models {
 }
 
 fn models() -> Models {
-    let cache = std::env::var_os("WASMSERVE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/wasmserve"))
-        .join("bench");
-    std::fs::create_dir_all(&cache).unwrap();
-    script("models.sh", &[cache.to_str().unwrap()]);
+    let cache = ts::archives();
     let store = ModelStore::new();
     store.mobilenet();
     let labels = asset("images/index_to_name.json");
@@ -232,61 +213,6 @@ fn models() -> Models {
         wasmserve: store,
         torchserve_store: cache.join("ts-store"),
         resnet18,
-    }
-}
-
-/// A TorchServe instance started by bench/torchserve/serve.sh, stopped on drop.
-struct TorchServe {
-    work: tempfile::TempDir,
-    port: u16,
-    /// Launch to all workers ready, as serve.sh measured it.
-    ready: Duration,
-}
-
-impl TorchServe {
-    fn start(store: &Path, workers: usize, mode: &str, models: &str) -> TorchServe {
-        let work = tempfile::tempdir().unwrap();
-        let port = 18000 + (std::process::id() % 1000) as u16 * 3;
-        let secs = script(
-            "serve.sh",
-            &[
-                "start",
-                store.to_str().unwrap(),
-                work.path().to_str().unwrap(),
-                &workers.to_string(),
-                mode,
-                &port.to_string(),
-                models,
-            ],
-        );
-        let ready = secs
-            .lines()
-            .last()
-            .and_then(|l| l.trim().parse::<f64>().ok())
-            .map(Duration::from_secs_f64)
-            .unwrap_or_default();
-        TorchServe { work, port, ready }
-    }
-
-    fn url(&self, model: &str) -> String {
-        format!("http://127.0.0.1:{}/predictions/{model}", self.port)
-    }
-
-    fn rss_mib(&self) -> f64 {
-        script("serve.sh", &["rss", self.work.path().to_str().unwrap()])
-            .lines()
-            .last()
-            .and_then(|l| l.trim().parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-            / 1024.0
-    }
-}
-
-impl Drop for TorchServe {
-    fn drop(&mut self) {
-        let _ = Command::new(repo().join("bench/torchserve/serve.sh"))
-            .args(["stop", self.work.path().to_str().unwrap()])
-            .status();
     }
 }
 

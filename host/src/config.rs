@@ -1024,6 +1024,10 @@ fn parse_positive(key: &str, value: &str) -> Result<usize, ConfigError> {
     }
 }
 
+/// How long a version with `scaleToZero: true` stays loaded without a request, unless
+/// its `scaleToZeroIdleSeconds` says otherwise: 5 minutes.
+pub const SCALE_TO_ZERO_IDLE: Duration = Duration::from_secs(300);
+
 /// One model version's settings: the server's defaults, overridden by its
 /// `model-config.yaml`.
 #[derive(Clone, Debug)]
@@ -1045,6 +1049,12 @@ pub struct ModelSettings {
     pub jit_optimize: crate::model::JitOptimize,
     /// `deviceType` / `deviceIds`: where its workers run (see `core::device`).
     pub device: crate::core::device::DeviceRequest,
+    /// `scaleToZero` (default false) with `scaleToZeroIdleSeconds` (default
+    /// [`SCALE_TO_ZERO_IDLE`]): the version stays registered but unloaded (no weights,
+    /// no handler instance) until a request comes, loads then, and unloads again after
+    /// this long without a request. `None`: always loaded (`minWorkers: 0` keeps
+    /// TorchServe's meaning, no worker and a 503).
+    pub scale_to_zero: Option<Duration>,
     /// `input` / `output`: the tensors the model declares (Triton's keys; see
     /// `core::signature`), `None` where not declared.
     pub inputs: Option<Vec<crate::core::signature::TensorSpec>>,
@@ -1070,6 +1080,7 @@ impl ModelSettings {
             module_per_worker: false,
             device: Default::default(),
             jit_optimize: Default::default(),
+            scale_to_zero: None,
             inputs: None,
             outputs: None,
             models: Vec::new(),
@@ -1101,6 +1112,8 @@ impl ModelSettings {
         let mut max_set = false;
         let mut device_type: Option<String> = None;
         let mut device_ids: Option<Vec<usize>> = None;
+        let mut scale_to_zero: Option<bool> = None;
+        let mut idle_seconds: Option<usize> = None;
         for (k, v) in map {
             let key = k
                 .as_str()
@@ -1205,6 +1218,16 @@ impl ModelSettings {
                             })?,
                     )
                 }
+                "scaleToZero" => {
+                    scale_to_zero =
+                        Some(v.as_bool().ok_or_else(|| {
+                            bad(&key, format!("in {file}: must be true or false"))
+                        })?)
+                }
+                "scaleToZeroIdleSeconds" => match int(&v)? {
+                    0 => return Err(bad(&key, format!("in {file}: must be at least 1"))),
+                    n => idle_seconds = Some(n),
+                },
                 "startupTimeout" | "parallelType" | "parallelLevel" => {}
                 _ => {
                     let json = serde_json::to_value(&v)
@@ -1217,6 +1240,24 @@ impl ModelSettings {
             self.device =
                 crate::core::device::DeviceRequest::parse(device_type.as_deref(), device_ids)
                     .map_err(|e| bad("deviceType", format!("in {file}: {e}")))?;
+        }
+        match (scale_to_zero, idle_seconds) {
+            (Some(true), idle) => {
+                self.scale_to_zero =
+                    Some(idle.map_or(SCALE_TO_ZERO_IDLE, |s| Duration::from_secs(s as u64)))
+            }
+            (Some(false), _) => self.scale_to_zero = None,
+            // Changing the idle time of a version that scales to zero already.
+            (None, Some(s)) if self.scale_to_zero.is_some() => {
+                self.scale_to_zero = Some(Duration::from_secs(s as u64))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "scaleToZeroIdleSeconds",
+                    format!("in {file}: has no effect without scaleToZero: true"),
+                ));
+            }
+            (None, None) => {}
         }
         if min_set && !max_set {
             self.max_workers = self.max_workers.max(self.min_workers);

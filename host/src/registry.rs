@@ -4,6 +4,13 @@
 //! Loading a version (`ModelVersion::load`) is blocking work: extracting the archive,
 //! compiling the handler, loading the weights and starting the lanes. A failure at any
 //! step leaves nothing registered.
+//!
+//! A version with `scaleToZero: true` is loaded once at registration (so that a broken
+//! archive is refused then), and unloaded at once: it stays registered *cold*, with no
+//! weights and no handler instance. The first request queues and wakes it (weights,
+//! then its `minWorkers` lanes, at least one, on a thread of its own); the registry's
+//! reaper ([`Registry::reap_idle`], once a second) unloads it again after
+//! `scaleToZeroIdleSeconds` without a request.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +29,7 @@ use crate::core::status::{ModelStatus, WorkerStatus};
 use crate::model::Model;
 use crate::sandbox::{Context, HandlerRuntime, ModelCaller, Models, Sandbox, World};
 use crate::slots::{Reservation, SlotsFull};
-use crate::worker::{Job, Lane, LaneContext, Placement, SubmitError};
+use crate::worker::{Job, Lane, LaneContext, Placement, Queued, SubmitError};
 
 /// What to load, and the management API's overrides of the archive's settings.
 #[derive(Clone, Debug, Default)]
@@ -79,8 +86,30 @@ pub struct ModelVersion {
     /// Whether this version is in the registry (its metrics are its own only then: a
     /// refused duplicate must not touch the served version's).
     serving: AtomicBool,
+    /// `scaleToZero`: how it unloads when idle and wakes on a request.
+    elastic: Option<Elastic>,
     /// Keeps the extracted archive (the handler's `/model`) alive.
     _archive: OpenedArchive,
+}
+
+/// A version that scales to zero.
+struct Elastic {
+    /// `scaleToZeroIdleSeconds`.
+    idle: Duration,
+    /// When a request last came.
+    last_used: Mutex<Instant>,
+    /// Whether a wake-up thread runs.
+    waking: AtomicBool,
+}
+
+/// Gives the heap's free pages back to the system after a version unloads its weights
+/// (glibc keeps them otherwise, and the RSS of a server of many cold models grows).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Why the workers of a version could not be scaled; nothing changed.
@@ -184,6 +213,13 @@ impl ModelVersion {
         // A pipeline calls models and has none of its own; a handler's model is the
         // archive's TorchScript file.
         let model_is_pipeline = handler.world() == World::Pipeline;
+        if model_is_pipeline && settings.scale_to_zero.is_some() {
+            return Err(err(
+                "scaleToZero unloads a model's weights, and a pipeline has none: scale \
+                 the models it calls to zero instead"
+                    .into(),
+            ));
+        }
         // A pipeline runs no forward of its own: it stays on the CPU.
         let devices = if model_is_pipeline {
             vec![DeviceKind::Cpu]
@@ -260,14 +296,15 @@ impl ModelVersion {
                 sandbox.context.device = device.to_string();
                 Placement {
                     device,
-                    model,
+                    model: std::sync::RwLock::new(model),
                     sandbox,
                 }
             })
             .collect();
         let lane_ctx = Arc::new(LaneContext {
             placements,
-            module_per_worker: model_path.filter(|_| settings.module_per_worker),
+            module_per_worker: model_path.clone().filter(|_| settings.module_per_worker),
+            model_file: model_path,
             jit_optimize: settings.jit_optimize,
             handler,
             sandbox,
@@ -286,8 +323,19 @@ impl ModelVersion {
         let signature = Signature::new(
             settings.inputs.clone(),
             settings.outputs.clone(),
-            lane_ctx.model().and_then(|m| m.schema()),
+            lane_ctx.model().as_deref().and_then(|m| m.schema()),
         );
+        // Scaling to zero: checked loaded, now unloaded until a request comes.
+        let elastic = settings.scale_to_zero.map(|idle| {
+            lane_ctx.placements.iter().for_each(|p| p.set_model(None));
+            lane_ctx.set_cold(&queue_rx, true);
+            release_free_memory();
+            Elastic {
+                idle,
+                last_used: Mutex::new(Instant::now()),
+                waking: AtomicBool::new(false),
+            }
+        });
         let version = ModelVersion {
             signature,
             name: model_name,
@@ -304,6 +352,7 @@ impl ModelVersion {
             lanes: Mutex::new(Vec::new()),
             reserved: Mutex::new(None),
             serving: AtomicBool::new(false),
+            elastic,
             _archive: archive,
         };
         Ok(version)
@@ -313,8 +362,19 @@ impl ModelVersion {
     /// `minWorkers` running; `maxWorkers` is reported and bounds the threads per lane).
     /// What does not fit into the instance pool is refused before anything changes; a
     /// worker that fails to start undoes the whole change.
+    ///
+    /// A version that scales to zero only records the range while cold (its wake-up
+    /// starts `min` lanes, at least one), and unloads at once for `min` 0.
     pub fn scale(&self, min: usize, max: usize) -> Result<(), ScaleError> {
         let mut lanes = lock(&self.lanes);
+        if self.elastic.is_some() && (min == 0 || self.lane_ctx.is_cold()) {
+            *lock(&self.workers_range) = (min, max);
+            lock(&self.reserved).take();
+            if !self.lane_ctx.is_cold() && self.lane_ctx.set_cold(&self.queue_rx, true) {
+                self.unload(&mut lanes);
+            }
+            return Ok(());
+        }
         let before = self.workers_range();
         let started = lanes.len();
         let mut reservation = self.reserve(&lanes, min)?;
@@ -355,6 +415,9 @@ impl ModelVersion {
     /// [`ModelVersion::scale`] (an asynchronous registration or scaling), so that what
     /// was accepted can start.
     pub fn reserve_workers(&self, min: usize) -> Result<(), ScaleError> {
+        if self.elastic.is_some() && self.lane_ctx.is_cold() {
+            return Ok(());
+        }
         let n = min.saturating_sub(self.workers());
         let r = self
             .lane_ctx
@@ -406,6 +469,148 @@ impl ModelVersion {
             lanes.push(lane);
         }
         Ok(())
+    }
+
+    /// Wakes a cold version (a request was queued for it) on a thread of its own,
+    /// unless one runs already. A job queued while a wake-up ends is seen by it or
+    /// wakes the version again: nothing stays queued for lanes that will not come.
+    fn wake(self: &Arc<Self>) {
+        let Some(elastic) = &self.elastic else {
+            return;
+        };
+        if elastic.waking.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let version = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("wake-{}", self.name))
+            .spawn(move || {
+                let Some(elastic) = &version.elastic else {
+                    return;
+                };
+                loop {
+                    if let Err(why) = version.warm_up() {
+                        tracing::error!("{why}");
+                        version.lane_ctx.fail_queued(&version.queue_rx, &why);
+                    }
+                    elastic.waking.store(false, Ordering::SeqCst);
+                    let stranded = version.lane_ctx.is_cold() && !version.queue.is_empty();
+                    if !stranded || elastic.waking.swap(true, Ordering::SeqCst) {
+                        break;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            elastic.waking.store(false, Ordering::SeqCst);
+            self.lane_ctx.fail_queued(
+                &self.queue_rx,
+                &format!("cannot wake model {}: {e}", self.name),
+            );
+        }
+    }
+
+    /// Loads a cold version: its weights, then its `minWorkers` lanes (at least one).
+    /// On failure it stays cold, nothing loaded, and says why.
+    fn warm_up(&self) -> Result<(), String> {
+        let mut lanes = lock(&self.lanes);
+        if !self.lane_ctx.is_cold() || self.lane_ctx.is_closed() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let fail = |why: String| {
+            format!(
+                "Model \"{}\" version {} could not be loaded for this request: {why}",
+                self.name, self.version
+            )
+        };
+        let file = self
+            .lane_ctx
+            .model_file
+            .as_ref()
+            .ok_or_else(|| fail("it has no model file".into()))?;
+        for p in &self.lane_ctx.placements {
+            if p.model().is_none() {
+                let model = Model::load_with(file, p.device.torch(), self.lane_ctx.jit_optimize)
+                    .map_err(|e| fail(e.to_string()));
+                match model {
+                    Ok(m) => p.set_model(Some(Arc::new(m))),
+                    Err(e) => {
+                        self.drop_weights();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let n = self.workers_range().0.max(1);
+        let result = self
+            .reserve(&lanes, n)
+            .and_then(|mut r| self.start_lanes(&mut lanes, n, &mut r));
+        if let Err(e) = result {
+            crate::worker::stop_all(std::mem::take(&mut *lanes), self.stop_deadline());
+            self.drop_weights();
+            return Err(fail(e.to_string()));
+        }
+        self.lane_ctx.set_cold(&self.queue_rx, false);
+        self.publish_workers(lanes.len());
+        tracing::info!(
+            "woke model {} version {}: {} worker(s) in {} ms",
+            self.name,
+            self.version,
+            lanes.len(),
+            started.elapsed().as_millis()
+        );
+        Ok(())
+    }
+
+    /// Unloads a version that went cold (under the lanes' lock): stops its lanes,
+    /// drops its weights. Jobs queued meanwhile wait for the wake-up their submitter
+    /// started.
+    fn unload(&self, lanes: &mut Vec<Lane>) {
+        let abandoned = crate::worker::stop_all(std::mem::take(lanes), self.stop_deadline());
+        if abandoned > 0 {
+            tracing::error!(
+                "{abandoned} worker(s) of {} {} were abandoned while scaling to zero",
+                self.name,
+                self.version
+            );
+        }
+        self.drop_weights();
+        self.publish_workers(0);
+        tracing::info!(
+            "model {} version {} scaled to zero",
+            self.name,
+            self.version
+        );
+    }
+
+    fn drop_weights(&self) {
+        self.lane_ctx
+            .placements
+            .iter()
+            .for_each(|p| p.set_model(None));
+        release_free_memory();
+    }
+
+    /// Unloads a version that scales to zero once it has had no request for its idle
+    /// time. Returns whether it did.
+    pub fn unload_if_idle(&self) -> bool {
+        let Some(elastic) = &self.elastic else {
+            return false;
+        };
+        let mut lanes = lock(&self.lanes);
+        if self.lane_ctx.is_cold() || lock(&elastic.last_used).elapsed() < elastic.idle {
+            return false;
+        }
+        if !self.lane_ctx.set_cold(&self.queue_rx, true) {
+            return false;
+        }
+        self.unload(&mut lanes);
+        true
+    }
+
+    /// Whether it scales to zero and is unloaded now.
+    pub fn is_cold(&self) -> bool {
+        self.elastic.is_some() && self.lane_ctx.is_cold()
     }
 
     /// Stops `removed` lanes together, bounded by the response timeout; with none
@@ -484,7 +689,15 @@ impl ModelVersion {
         let (min_workers, max_workers) = self.workers_range();
         let workers: Vec<WorkerStatus> = self.lane_ctx.lane_health();
         let pending = self.queue.len().min(self.settings.job_queue_size);
+        let scale_to_zero = self
+            .elastic
+            .as_ref()
+            .map(|e| crate::core::status::ScaleToZero {
+                idle: e.idle,
+                loaded: !self.lane_ctx.is_cold(),
+            });
         ModelStatus {
+            scale_to_zero,
             name: self.name.clone(),
             version: self.version.clone(),
             url: self.url.clone(),
@@ -512,14 +725,21 @@ impl ModelVersion {
         self.lane_ctx.ready_lanes()
     }
 
-    /// Queues a job if a lane can take it; else gives it back with the reason.
-    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
-        self.lane_ctx.submit(&self.queue, job)
+    /// Queues a job if a lane can take it (or wakes a cold version for it); else
+    /// gives it back with the reason.
+    pub fn submit(self: &Arc<Self>, job: Job) -> Result<(), SubmitError> {
+        if let Some(e) = &self.elastic {
+            *lock(&e.last_used) = Instant::now();
+        }
+        if self.lane_ctx.submit(&self.queue, job)? == Queued::Cold {
+            self.wake();
+        }
+        Ok(())
     }
 
     /// Whether this version is a pipeline (a `pipeline` component, no model of its own).
     pub fn is_pipeline(&self) -> bool {
-        self.lane_ctx.model().is_none()
+        self.lane_ctx.is_pipeline()
     }
 
     /// TorchServe's 503 message for this model without a worker.
@@ -745,7 +965,40 @@ impl Registry {
         models
             .values()
             .flat_map(|e| e.versions.values())
-            .all(|v| v.ready_workers() >= v.workers_range().0)
+            .all(|v| v.is_cold() || v.ready_workers() >= v.workers_range().0)
+    }
+
+    /// Unloads the versions that scale to zero and have been idle for their time.
+    pub fn reap_idle(&self) {
+        let versions: Vec<Arc<ModelVersion>> = {
+            let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+            models
+                .values()
+                .flat_map(|e| e.versions.values())
+                .filter(|v| v.elastic.is_some())
+                .cloned()
+                .collect()
+        };
+        for v in versions {
+            v.unload_if_idle();
+        }
+    }
+
+    /// Starts the reaper: a thread that calls [`Registry::reap_idle`] once a second
+    /// while the registry lives.
+    pub fn start_reaper(self: &Arc<Self>) {
+        let registry = Arc::downgrade(self);
+        let _ = std::thread::Builder::new()
+            .name("scale-to-zero".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                    match registry.upgrade() {
+                        Some(r) => r.reap_idle(),
+                        None => break,
+                    }
+                }
+            });
     }
 
     /// Removes every model, stopping their lanes: all are told to stop first, so that

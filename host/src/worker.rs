@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use tokio::sync::oneshot;
 
 use crate::core::device::DeviceKind;
@@ -34,7 +34,7 @@ use crate::slots::Slot;
 mod board;
 pub mod stream;
 use board::{ABANDONED, lock};
-pub use board::{LaneBoard, LaneHealth, LaneState, SubmitError, abandoned_lanes};
+pub use board::{LaneBoard, LaneHealth, LaneState, Queued, SubmitError, abandoned_lanes};
 
 /// Why a request failed after it reached a lane.
 #[derive(Debug, thiserror::Error)]
@@ -97,9 +97,45 @@ impl Job {
 pub struct Placement {
     pub device: DeviceKind,
     /// The module the lanes on this device share; `None` for a pipeline, which calls
-    /// other models instead.
-    pub model: Option<Arc<Model>>,
+    /// other models instead, and for a version scaled to zero until it is woken.
+    pub model: std::sync::RwLock<Option<Arc<Model>>>,
     pub sandbox: Sandbox,
+}
+
+impl Placement {
+    /// The module loaded here, if any.
+    pub fn model(&self) -> Option<Arc<Model>> {
+        self.model.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Loads or drops the module (a version scaling to zero and back).
+    pub fn set_model(&self, model: Option<Arc<Model>>) {
+        *self.model.write().unwrap_or_else(|p| p.into_inner()) = model;
+    }
+}
+
+/// TorchServe's `pollBatch` lock as a token in a channel: the lane holding it gathers
+/// the next batch; a lane waiting for it can still be woken to stop.
+pub struct Gather {
+    give: crossbeam_channel::Sender<()>,
+    take: Receiver<()>,
+}
+
+impl Default for Gather {
+    fn default() -> Gather {
+        let (give, take) = crossbeam_channel::bounded(1);
+        let _ = give.send(());
+        Gather { give, take }
+    }
+}
+
+/// The token, given back when dropped.
+struct GatherToken<'a>(&'a Gather);
+
+impl Drop for GatherToken<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.give.try_send(());
+    }
 }
 
 /// What a lane needs; shared by all lanes of a model version.
@@ -111,6 +147,8 @@ pub struct LaneContext {
     pub module_per_worker: Option<std::path::PathBuf>,
     /// `jitOptimize`, for the modules lanes load themselves.
     pub jit_optimize: model::JitOptimize,
+    /// The TorchScript file the placements' modules come from (`None` for a pipeline).
+    pub model_file: Option<std::path::PathBuf>,
     pub handler: HandlerComponent,
     /// The version's sandbox: its limits and the context of its first device.
     pub sandbox: Sandbox,
@@ -121,15 +159,21 @@ pub struct LaneContext {
     /// Held by the lane gathering a batch, so that concurrent requests end up in one
     /// lane's batch instead of spread one by one over idle lanes (TorchServe's
     /// `pollBatch` lock). Not taken when `batch_size` is 1.
-    pub gather: std::sync::Mutex<()>,
+    pub gather: Gather,
     /// What the lanes say about themselves.
     pub board: LaneBoard,
 }
 
 impl LaneContext {
-    /// The module of the first device (the source of the forward's signature).
-    pub fn model(&self) -> Option<&Arc<Model>> {
-        self.placements.first().and_then(|p| p.model.as_ref())
+    /// The module of the first device (the source of the forward's signature), while
+    /// loaded.
+    pub fn model(&self) -> Option<Arc<Model>> {
+        self.placements.first().and_then(Placement::model)
+    }
+
+    /// Whether the version is a pipeline (calls models, has none of its own).
+    pub fn is_pipeline(&self) -> bool {
+        self.model_file.is_none()
     }
 
     /// The placement a new lane takes: the one with the fewest of `running` (the
@@ -175,8 +219,13 @@ impl Lane {
                 Model::load_with(path, place.device.torch(), ctx.jit_optimize)
                     .map_err(|e| RuntimeError::Other(e.to_string()))?,
             )),
-            None => place.model.clone(),
+            None => place.model(),
         };
+        if model.is_none() && !ctx.is_pipeline() {
+            return Err(RuntimeError::Other(
+                "the model's weights are not loaded".into(),
+            ));
+        }
         let state = Arc::new(LaneState::new(id, placement, place.device));
         lock(&ctx.board.lanes).push(state.clone());
         let thread_state = state.clone();
@@ -218,7 +267,7 @@ impl Lane {
 
     /// Asks the lane to stop after its current batch, without waiting.
     pub fn signal_stop(&self) {
-        self.state.stop.store(true, Ordering::Relaxed);
+        self.state.signal_stop();
     }
 
     /// Waits until the lane stopped, or until `deadline`: a lane still busy then (a
@@ -305,12 +354,21 @@ fn run(
             }
         }
         let batch = {
-            let _gathering =
-                (ctx.batch_size > 1).then(|| ctx.gather.lock().unwrap_or_else(|p| p.into_inner()));
-            let first = match queue.recv_timeout(Duration::from_millis(100)) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
+            // Blocks until there is work or a stop: an idle lane never polls.
+            let _gathering = if ctx.batch_size > 1 {
+                crossbeam_channel::select! {
+                    recv(ctx.gather.take) -> _ => Some(GatherToken(&ctx.gather)),
+                    recv(state.stop_bell()) -> _ => continue,
+                }
+            } else {
+                None
+            };
+            let first = crossbeam_channel::select! {
+                recv(queue) -> job => match job {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+                recv(state.stop_bell()) -> _ => continue,
             };
             let mut batch = vec![first];
             let deadline = Instant::now() + ctx.max_batch_delay;

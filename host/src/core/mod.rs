@@ -73,6 +73,7 @@ impl Core {
             registry: Arc::downgrade(&registry),
             max_response_size: config.max_response_size,
         }));
+        registry.start_reaper();
         Core {
             registry,
             runtime,

@@ -160,7 +160,7 @@ impl Core {
 
     async fn predict_on(
         &self,
-        target: &ModelVersion,
+        target: &Arc<ModelVersion>,
         id: &str,
         input: Input,
     ) -> Result<Output, Error> {
@@ -177,7 +177,7 @@ impl Core {
 
 /// Queues `input` on `target`; the receiver of its final answer.
 pub(super) fn submit(
-    target: &ModelVersion,
+    target: &Arc<ModelVersion>,
     id: &str,
     input: Input,
     stream: Option<PieceSender>,

@@ -37,13 +37,26 @@ pub struct ModelStatus {
     pub queue_capacity: usize,
     /// Requests waiting in its job queue.
     pub queue_pending: usize,
+    /// `scaleToZero`: its idle time and whether it is loaded now.
+    pub scale_to_zero: Option<ScaleToZero>,
+}
+
+/// A version that scales to zero.
+#[derive(Clone, Debug)]
+pub struct ScaleToZero {
+    /// `scaleToZeroIdleSeconds`.
+    pub idle: Duration,
+    /// Loaded now (weights and workers); else cold until a request comes.
+    pub loaded: bool,
 }
 
 impl ModelStatus {
-    /// Whether some worker can take a request now.
+    /// Whether some worker can take a request now, or a cold version would load for it.
     pub fn ready(&self) -> bool {
-        self.workers
-            .iter()
-            .any(|w| matches!(w.health, LaneHealth::Ready))
+        self.scale_to_zero.as_ref().is_some_and(|s| !s.loaded)
+            || self
+                .workers
+                .iter()
+                .any(|w| matches!(w.health, LaneHealth::Ready))
     }
 }

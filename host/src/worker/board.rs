@@ -3,7 +3,8 @@
 //! forward has run past the response timeout; a job is queued only while some lane can
 //! take it, and whatever is queued is answered at once when none can any more (the
 //! last lane to go, a version taken out of service). Nothing waits for a lane that will
-//! never come.
+//! never come. A version that scales to zero is *cold* while unloaded: its jobs are
+//! queued without a lane, for the lanes its wake-up starts (`registry`'s `wake`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -26,14 +27,31 @@ pub enum SubmitError {
     Full,
 }
 
+/// How a job was queued.
+#[derive(Debug, PartialEq)]
+pub enum Queued {
+    /// For the running lanes.
+    Ready,
+    /// For a cold version (scaled to zero): it waits until the version is woken.
+    Cold,
+}
+
 /// What the lanes of one version share: each lane's state, and the gate of the queue.
 #[derive(Default)]
 pub struct LaneBoard {
     pub(super) lanes: Mutex<Vec<Arc<LaneState>>>,
-    /// `true` once the version is out of service. Held while a job is queued and while
-    /// the queue is emptied, so that no job can be queued after the last lane able to
-    /// take it has gone.
-    pub(super) closed: Mutex<bool>,
+    /// Held while a job is queued and while the queue is emptied, so that no job can be
+    /// queued after the last lane able to take it has gone.
+    pub(super) gate: Mutex<Gate>,
+}
+
+/// The gate's state.
+#[derive(Default)]
+pub(super) struct Gate {
+    /// Out of service: nothing is queued any more.
+    closed: bool,
+    /// Scaled to zero: jobs are queued for the lanes a wake-up starts.
+    cold: bool,
 }
 
 /// One lane's state, as the lane itself reports it.
@@ -55,6 +73,9 @@ pub struct LaneState {
     pub(super) exited_cv: Condvar,
     /// Given up on by a stop that could not wait any longer.
     pub(super) abandoned: AtomicBool,
+    /// Rung by [`LaneState::signal_stop`]: an idle lane blocks on its queue and on
+    /// this, never polling (an idle model costs no CPU).
+    stop_bell: (Sender<()>, Receiver<()>),
 }
 
 /// Lanes given up on whose threads are still running (inside a forward).
@@ -92,7 +113,19 @@ impl LaneState {
             exited: Mutex::new(false),
             exited_cv: Condvar::new(),
             abandoned: AtomicBool::new(false),
+            stop_bell: crossbeam_channel::bounded(1),
         }
+    }
+
+    /// Asks the lane to stop after its current batch, waking it if it waits.
+    pub(super) fn signal_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.stop_bell.0.try_send(());
+    }
+
+    /// What [`LaneState::signal_stop`] rings.
+    pub(super) fn stop_bell(&self) -> &Receiver<()> {
+        &self.stop_bell.1
     }
 
     /// Its health, given the version's response timeout.
@@ -122,7 +155,7 @@ impl LaneState {
     }
 
     pub(super) fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Acquire)
     }
 }
 
@@ -156,29 +189,54 @@ impl LaneContext {
             .collect()
     }
 
-    /// Queues `job` if a lane can take it.
-    pub fn submit(&self, queue: &Sender<Job>, job: Job) -> Result<(), SubmitError> {
-        let closed = lock(&self.board.closed);
-        if *closed {
+    /// Queues `job` if a lane can take it, or for the wake-up of a cold version.
+    pub fn submit(&self, queue: &Sender<Job>, job: Job) -> Result<Queued, SubmitError> {
+        let gate = lock(&self.board.gate);
+        if gate.closed {
             return Err(SubmitError::Closed);
         }
-        if self.ready_lanes() == 0 {
-            return Err(SubmitError::NoWorker);
-        }
+        let queued = match gate.cold {
+            true => Queued::Cold,
+            false if self.ready_lanes() == 0 => return Err(SubmitError::NoWorker),
+            false => Queued::Ready,
+        };
         queue.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => SubmitError::Full,
             TrySendError::Disconnected(_) => SubmitError::Closed,
-        })
+        })?;
+        Ok(queued)
     }
 
     /// Takes the version out of service: no job is queued from now on.
     pub fn close(&self) {
-        *lock(&self.board.closed) = true;
+        lock(&self.board.gate).closed = true;
+    }
+
+    /// Whether the version is out of service.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.board.gate).closed
+    }
+
+    /// Whether the version is cold (scaled to zero, or being woken).
+    pub fn is_cold(&self) -> bool {
+        lock(&self.board.gate).cold
+    }
+
+    /// Marks the version warm (its lanes run) or cold. Going cold only happens with
+    /// nothing queued: returns whether it happened (a job queued meanwhile keeps it
+    /// warm).
+    pub fn set_cold(&self, queue: &Receiver<Job>, cold: bool) -> bool {
+        let mut gate = lock(&self.board.gate);
+        if cold && !queue.is_empty() {
+            return false;
+        }
+        gate.cold = cold;
+        true
     }
 
     /// Answers every queued job with `why` (503), under the gate.
     pub fn fail_queued(&self, queue: &Receiver<Job>, why: &str) {
-        let _gate = lock(&self.board.closed);
+        let _gate = lock(&self.board.gate);
         let mut n = 0;
         while let Ok(job) = queue.try_recv() {
             send(job.reply, Err(PredictError::Unavailable(why.to_string())));
@@ -191,8 +249,9 @@ impl LaneContext {
 
     /// After a lane lost its instance or stopped: when no lane can take work any more,
     /// what is queued is answered now instead of waiting for its timeout.
+    /// A cold version's jobs wait for its wake-up instead.
     pub(super) fn lane_gone(&self, queue: &Receiver<Job>) {
-        if self.ready_lanes() == 0 {
+        if self.ready_lanes() == 0 && !self.is_cold() {
             self.fail_queued(queue, &self.no_worker_message());
         }
     }

@@ -106,7 +106,8 @@ fn bool_param(params: &Params, key: &str, default: bool) -> Result<bool, Error> 
 
 /// TorchServe's `describe` of one version. A worker's `status` is `READY`, `ERROR` (no
 /// working handler instance; `error` says why) or `UNRESPONSIVE` (its forward has run
-/// past `responseTimeout`).
+/// past `responseTimeout`). A version with `scaleToZero` says so in a `scaleToZero`
+/// object of our own: its idle time and whether it is loaded now.
 pub fn describe(s: &ModelStatus) -> serde_json::Value {
     let pid = std::process::id();
     let workers: Vec<serde_json::Value> = s
@@ -140,7 +141,7 @@ pub fn describe(s: &ModelStatus) -> serde_json::Value {
             v
         })
         .collect();
-    json!({
+    let mut described = json!({
         "modelName": s.name,
         "modelVersion": s.version,
         "modelUrl": s.url,
@@ -156,7 +157,15 @@ pub fn describe(s: &ModelStatus) -> serde_json::Value {
             "remainingCapacity": s.queue_capacity,
             "pendingRequests": s.queue_pending,
         },
-    })
+    });
+    // Ours (TorchServe has no such setting): a version that scales to zero.
+    if let Some(z) = &s.scale_to_zero {
+        described["scaleToZero"] = json!({
+            "idleSeconds": z.idle.as_secs(),
+            "loaded": z.loaded,
+        });
+    }
+    described
 }
 
 impl ManagementApi {
