@@ -7,9 +7,9 @@
 //! 2. The same archive with `scaleToZero: true`, registered 1,000 times: registration
 //!    times, the RSS of 1,000 cold models, the first-request latency of a cold model
 //!    (its weights and worker loaded on demand), and the RSS with 10 of them hot.
-//! 3. TorchServe 0.12 (tuned), registering copies of its own MobileNetV2 archive with
-//!    one worker each until it uses the memory wasmserve used for 100 models: where it
-//!    stops.
+//! 3. TorchServe 0.12 (tuned), registering its own MobileNetV2 archive under new names
+//!    with one worker each, past the memory wasmserve used for 100 models and on to
+//!    2 GiB: how many fit in each.
 //!
 //! `WASMSERVE_BENCH_QUICK=1` registers 10 / 100 instead of 100 / 1,000.
 
@@ -131,7 +131,7 @@ fn main() {
             registered += 1;
         }
         std::thread::sleep(Duration::from_secs(1));
-        let idle = idle_cpu_percent(pid, Duration::from_secs(5));
+        let idle = idle_cpu_percent(pid, Duration::from_secs(10));
         let url = server.url("/predictions/m000");
         let p50 = ms(median_time(5, 40, || {
             kitten(&url);
@@ -159,7 +159,7 @@ fn main() {
     let total = t.elapsed();
     std::thread::sleep(Duration::from_secs(1));
     let cold_rss = vm_rss_mib(pid);
-    let cold_idle = idle_cpu_percent(pid, Duration::from_secs(5));
+    let cold_idle = idle_cpu_percent(pid, Duration::from_secs(10));
     let hot = 10;
     let firsts: Vec<f64> = (0..hot)
         .map(|i| ms(kitten(&server.url(&format!("/predictions/c{i:04}")))))
@@ -170,7 +170,7 @@ fn main() {
     }));
     std::thread::sleep(Duration::from_secs(1));
     let hot_rss = vm_rss_mib(pid);
-    let hot_idle = idle_cpu_percent(pid, Duration::from_secs(5));
+    let hot_idle = idle_cpu_percent(pid, Duration::from_secs(10));
     let max_time = times.iter().cloned().fold(0.0, f64::max);
     println!("\n## Scaling to zero: {thousand} models registered with `scaleToZero: true`\n");
     println!("| figure | value |");
@@ -209,12 +209,13 @@ fn main() {
         "| 1 | {rss:.0} | (at start, {:.1} s) |",
         torchserve.ready.as_secs_f64()
     );
+    // Past wasmserve's memory for `many` models, on to the goal's 2 GiB.
+    let budget = rss_at_many.max(2048.0);
+    let mut fit_in_ours = if rss <= rss_at_many { 1 } else { 0 };
     let limit = Instant::now() + Duration::from_secs(if quick() { 120 } else { 900 });
     let stop = loop {
-        if rss >= rss_at_many {
-            break format!(
-                "stopped at {n} models: {rss:.0} MiB, over wasmserve's {rss_at_many:.0} MiB for {many}"
-            );
+        if rss >= budget {
+            break format!("passed {budget:.0} MiB at {n} models ({rss:.0} MiB)");
         }
         if n >= many {
             break format!("reached {n} models in {rss:.0} MiB");
@@ -226,12 +227,17 @@ fn main() {
             Ok(took) => {
                 n += 1;
                 rss = torchserve.rss_mib();
+                if rss <= rss_at_many {
+                    fit_in_ours = n;
+                }
                 println!("| {n} | {rss:.0} | {:.0} |", ms(took));
             }
             Err(e) => break format!("registration {} failed at {rss:.0} MiB: {e}", n + 1),
         }
     };
-    println!("\nTorchServe {stop}.");
+    println!(
+        "\nTorchServe {stop}; in the {rss_at_many:.0} MiB wasmserve used for {many} models it fits {fit_in_ours}."
+    );
     // Its last model answers, so that the count is of working models.
     let resp = client()
         .post(torchserve.url(&format!("t{:03}", n - 1)))

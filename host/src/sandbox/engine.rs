@@ -2,12 +2,12 @@
 //! its limits, and compiling a component into a [`HandlerComponent`] of one of the two
 //! worlds, checked against it. The compiled form is cached on disk (`cache.rs`).
 
+use super::epoch::EpochTicker;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{Handler, HandlerPre, PipelinePre, models};
@@ -24,9 +24,6 @@ pub const DEFAULT_MAX_INSTANCES: u32 = 1024;
 /// Instances beyond the lanes' slots, for instances made outside a lane (benchmarks,
 /// tests running a sandbox directly).
 const SPARE_INSTANCES: u32 = 8;
-
-/// How often the epoch ticker advances; the time bound of a call is rounded up to it.
-pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Resource limits of every handler instance.
 ///
@@ -97,8 +94,12 @@ pub struct HandlerRuntime {
     pub(super) limits: Limits,
     /// Where compiled components are kept between runs (`None`: never cached).
     pub(super) cache_dir: Option<PathBuf>,
-    /// Stops the epoch ticker thread when the runtime is dropped.
-    pub(super) ticker_stop: Arc<AtomicBool>,
+    /// The components loaded now, by cache key: versions of the same handler share one
+    /// compiled copy (its code mapped once), however many are registered.
+    pub(super) loaded:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<Component>>>,
+    /// The epoch ticker of a serving runtime (stopped when the runtime is dropped).
+    pub(super) ticker: Option<Arc<EpochTicker>>,
     /// The lanes' places in the instance pool.
     pub(super) slots: Arc<Slots>,
 }
@@ -122,24 +123,16 @@ impl HandlerRuntime {
         config
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let runtime = Self::with_config(&config, limits, cache_dir).map_err(|e| {
+        let mut runtime = Self::with_config(&config, limits, cache_dir).map_err(|e| {
             RuntimeError::Other(format!(
                 "{e}; the instance pool reserves address space for max_handler_instances \
                  instances: lower it if this machine limits virtual memory (ulimit -v)"
             ))
         })?;
 
-        let engine = runtime.engine.clone();
-        let stop = runtime.ticker_stop.clone();
-        std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
+        let ticker = EpochTicker::start(runtime.engine.clone())
             .map_err(|e| RuntimeError::Other(format!("cannot start the epoch ticker: {e}")))?;
+        runtime.ticker = Some(ticker);
         Ok(runtime)
     }
 
@@ -184,7 +177,8 @@ impl HandlerRuntime {
             slots: Slots::new(limits.max_instances as usize),
             limits,
             cache_dir,
-            ticker_stop: Arc::new(AtomicBool::new(false)),
+            loaded: Default::default(),
+            ticker: None,
         })
     }
 
@@ -200,6 +194,8 @@ impl HandlerRuntime {
             return Err(RuntimeError::NotAComponent(what.into()));
         }
         let (component, compiled) = self.load_component(wasm)?;
+        let shared = component.clone();
+        let component: &Component = &component;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -233,13 +229,17 @@ impl HandlerRuntime {
             engine: self.engine.clone(),
             limits: self.limits.clone(),
             slots: self.slots.clone(),
+            ticker: self.ticker.clone(),
+            _component: shared,
         })
     }
 }
 
 impl Drop for HandlerRuntime {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = &self.ticker {
+            t.stop();
+        }
     }
 }
 

@@ -12,7 +12,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use super::bindings::types::{Context, Error as HandlerError, Request, Response, Tensor};
 use super::bindings::{Handler, HandlerPre, Pipeline, PipelinePre};
-use super::engine::{EPOCH_TICK, Limits, RuntimeError};
+use super::engine::{Limits, RuntimeError};
+use super::epoch::{EPOCH_TICK, EpochTicker};
 use super::guest_io::{
     CallBudget, CoarseMonotonicClock, CoarseWallClock, GuestOutput, ModelLabels,
 };
@@ -44,6 +45,10 @@ pub struct HandlerComponent {
     pub(super) engine: Engine,
     pub(super) limits: Limits,
     pub(super) slots: Arc<Slots>,
+    /// The runtime's epoch ticker (`None`: a runtime that only checks components).
+    pub(super) ticker: Option<Arc<EpochTicker>>,
+    /// Keeps the compiled component shared with the runtime's other versions of it.
+    pub(super) _component: Arc<wasmtime::component::Component>,
 }
 
 /// Where an instance runs, what its `init` is told, and the model's own limits.
@@ -136,15 +141,19 @@ impl HandlerComponent {
         let call_timeout = sandbox.call_timeout.min(self.limits.call_timeout);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        // Instantiating runs guest code (start functions): bounded like a call.
+        let busy = self.ticker.as_deref().map(EpochTicker::busy);
         store.set_epoch_deadline(deadline_ticks(call_timeout));
         let bindings = match &self.pre {
             Pre::Handler(pre) => pre.instantiate(&mut store).map(Bindings::Handler),
             Pre::Pipeline(pre) => pre.instantiate(&mut store).map(Bindings::Pipeline),
         }
         .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
+        drop(busy);
         let mut instance = HandlerInstance {
             store,
             bindings,
+            ticker: self.ticker.clone(),
             call_timeout,
             memory_limit: sandbox.max_memory.min(self.limits.max_memory),
         };
@@ -173,6 +182,7 @@ enum Bindings {
 pub struct HandlerInstance {
     store: Store<HostState>,
     bindings: Bindings,
+    ticker: Option<Arc<EpochTicker>>,
     /// The time bound of each call.
     call_timeout: Duration,
     /// The linear memory cap, for error messages.
@@ -238,6 +248,7 @@ impl HandlerInstance {
         &mut self,
         f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, RuntimeError> {
+        let _busy = self.ticker.as_deref().map(EpochTicker::busy);
         self.store
             .set_epoch_deadline(deadline_ticks(self.call_timeout));
         let state = self.store.data_mut();

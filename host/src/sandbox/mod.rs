@@ -18,6 +18,7 @@
 //!
 //! - `bindings.rs`: the generated bindings of both worlds, sharing their types;
 //! - `engine.rs`: the engine, the linker, [`Limits`], [`RuntimeError`], compiling;
+//! - `epoch.rs`: the epoch ticker bounding calls in time, asleep while no call runs;
 //! - `cache.rs`: the on-disk cache of compiled components;
 //! - `instance.rs`: [`HandlerComponent`], [`Sandbox`], [`HandlerInstance`] and its calls;
 //! - `state.rs`: what an instance's store holds ([`HostState`]);
@@ -33,6 +34,7 @@ mod bindings;
 mod cache;
 mod clocks;
 mod engine;
+mod epoch;
 pub mod guest_io;
 mod host;
 mod image;
