@@ -198,7 +198,7 @@ impl HandlerRuntime {
         let component: &Component = &component;
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
         let exports_handle = component
             .component_type()
