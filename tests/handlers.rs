@@ -190,7 +190,8 @@ fn image_segmenter_against_an_independent_computation() {
     let (status, body) = json(server.post("/predictions/seg", kitten()));
     assert_eq!(status, 200);
 
-    let input = wasmserve_handler::vision::imagenet_transform(&kitten()).unwrap();
+    let input =
+        wasmserve::imaging::imagenet_transform(&kitten(), wasmserve::imaging::Mode::Exact).unwrap();
     let x = input.to_vec::<f32>().unwrap();
     let w = [1.5f32, -2.0, 3.0];
     let rows = body.as_array().unwrap();
