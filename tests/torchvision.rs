@@ -140,8 +140,15 @@ fn the_fast_decode_stays_close() {
             fast.to_vec::<f32>().unwrap(),
         );
         let mean = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
-        assert!(mean <= level, "{name}: mean difference {} levels", mean / level);
-        let (w, h) = (e["size"][0].as_u64().unwrap(), e["size"][1].as_u64().unwrap());
+        assert!(
+            mean <= level,
+            "{name}: mean difference {} levels",
+            mean / level
+        );
+        let (w, h) = (
+            e["size"][0].as_u64().unwrap(),
+            e["size"][1].as_u64().unwrap(),
+        );
         if name.ends_with(".jpg") && w.min(h) >= 2 * 256 * 8 / 7 {
             scaled += 1;
             assert!(a != b, "{name}: not scaled");

@@ -247,6 +247,27 @@ fn kitten_gets_pytorchs_top5() {
     let kitten = std::fs::read(asset("images/kitten.jpg")).unwrap();
     let tensor =
         wasmserve::imaging::imagenet_transform(&kitten, wasmserve::imaging::Mode::Exact).unwrap();
+    // That tensor is torchvision's on Pillow, bit for bit (the digest make.py recorded;
+    // tests/torchvision.rs checks every image): so the served answer is what PyTorch
+    // with Pillow, TorchServe's stack, computes at this thread count.
+    let expected: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/torchvision/expected.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let digest: String = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+        &tensor.data,
+    ))
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect();
+    assert_eq!(
+        digest, expected["images"]["images/kitten.jpg"]["tensor"],
+        "the kitten's tensor is not torchvision's"
+    );
     let native = libtorch_top5(&tensor, THREADS);
     for ((name, p), (want, q)) in answer.iter().zip(&native) {
         assert_eq!(name, want, "{answer:?} vs {native:?}");
