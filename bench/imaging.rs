@@ -116,8 +116,12 @@ fn main() {
         ),
     ];
     let python = venv_python();
+    // One OpenMP thread, passive: torch's pool would otherwise spin on the second core
+    // after each of Python's turns and slow whichever side runs next.
     let mut pillow = Command::new(&python)
         .args(["-c", PILLOW_LOOP])
+        .env("OMP_NUM_THREADS", "1")
+        .env("OMP_WAIT_POLICY", "PASSIVE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -158,23 +162,38 @@ fn main() {
         writeln!(to_py, "{} 3", path.display()).unwrap();
         line.clear();
         from_py.read_line(&mut line).unwrap();
-        for _ in 0..ROUNDS {
-            exact.extend(time_ms(PER_ROUND, || {
-                std::hint::black_box(imaging::imagenet_transform(&bytes, Mode::Exact).unwrap());
-            }));
-            fast.extend(time_ms(PER_ROUND, || {
-                std::hint::black_box(imaging::imagenet_transform(&bytes, Mode::Fast).unwrap());
-            }));
-            writeln!(to_py, "{} {PER_ROUND}", path.display()).unwrap();
-            line.clear();
-            from_py.read_line(&mut line).unwrap();
-            py.extend(line.split_whitespace().map(|v| v.parse::<f64>().unwrap()));
-            sb_exact.extend(time_ms(PER_ROUND, || {
-                std::hint::black_box(exact_instance.preprocess(&request, None).unwrap().unwrap());
-            }));
-            sb_fast.extend(time_ms(PER_ROUND, || {
-                std::hint::black_box(fast_instance.preprocess(&request, None).unwrap().unwrap());
-            }));
+        // Each round starts with another side, so that none always follows the same one.
+        for round in 0..ROUNDS {
+            for turn in 0..5 {
+                match (round + turn) % 5 {
+                    0 => exact.extend(time_ms(PER_ROUND, || {
+                        std::hint::black_box(
+                            imaging::imagenet_transform(&bytes, Mode::Exact).unwrap(),
+                        );
+                    })),
+                    1 => fast.extend(time_ms(PER_ROUND, || {
+                        std::hint::black_box(
+                            imaging::imagenet_transform(&bytes, Mode::Fast).unwrap(),
+                        );
+                    })),
+                    2 => {
+                        writeln!(to_py, "{} {PER_ROUND}", path.display()).unwrap();
+                        line.clear();
+                        from_py.read_line(&mut line).unwrap();
+                        py.extend(line.split_whitespace().map(|v| v.parse::<f64>().unwrap()));
+                    }
+                    3 => sb_exact.extend(time_ms(PER_ROUND, || {
+                        std::hint::black_box(
+                            exact_instance.preprocess(&request, None).unwrap().unwrap(),
+                        );
+                    })),
+                    _ => sb_fast.extend(time_ms(PER_ROUND, || {
+                        std::hint::black_box(
+                            fast_instance.preprocess(&request, None).unwrap().unwrap(),
+                        );
+                    })),
+                }
+            }
         }
         let (e, f, p) = (median(exact), median(fast), median(py));
         println!(

@@ -12,6 +12,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
+#[allow(dead_code)] // the parts of the module this target does not call
 #[path = "../../../host/src/imaging/mod.rs"]
 mod imaging;
 

@@ -4,8 +4,11 @@
 //!
 //! Sizes and offsets follow torchvision exactly: the longer side becomes
 //! `int(size * long / short)` (truncated) and the crop offset `round((dim - crop) / 2)`
-//! (Python's round, ties to even), so the tensors match PyTorch's to within the
-//! differences between JPEG decoders.
+//! (Python's round, ties to even); resizing is Pillow's arithmetic ([`crate::resample`])
+//! and the values torchvision's `(v / 255 - mean) / std` in `f32`. In a handler the host
+//! decodes, with libjpeg-turbo as Pillow does, so that the tensors are torchvision's on
+//! Pillow bit for bit; built natively (outside wasm32) this crate decodes JPEG with the
+//! `image` crate, whose pixels differ from libjpeg-turbo's by a level here and there.
 
 use std::borrow::Cow;
 
