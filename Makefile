@@ -20,18 +20,19 @@ LIBTORCH_LINK := .libtorch
 LIBTORCH_FLAGS :=
 endif
 
-.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline bench-optimize bench-perf-analyzer bench-models balancer soak image image-check gpu-check
+.PHONY: all deps build demo test lint fmt clean bench bench-v2 bench-grpc bench-pipeline bench-optimize bench-imaging bench-perf-analyzer bench-models balancer soak image image-check gpu-check
 
 all: build
 
 # libtorch 2.11.0 from the PyPI wheels (cached in ~/.cache/wasmserve; with GPU=1 the
 # CUDA 13.0 build, ~4 GB) and the wasm targets (wasip2 for the handlers, wasip1 for the
-# test of core modules made into components).
+# test of core modules made into components), and nasm for the JPEG decoder's SIMD.
 deps:
 	@ln -sfn "$$(./scripts/install-libtorch.sh $(LIBTORCH_FLAGS))" $(LIBTORCH_LINK)
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@command -v promtool >/dev/null || ./scripts/install-promtool.sh
+	@command -v nasm >/dev/null || ./scripts/install-nasm.sh
 
 build: deps
 	$(CARGO) build --release
@@ -83,6 +84,13 @@ bench-models: build
 # plain, frozen and optimize_for_inference in turns, and ResNet-18 served both ways.
 bench-optimize: build
 	$(CARGO) bench --bench optimize
+
+# The image path (bench/imaging.rs, about a minute): torchvision's ImageNet transform by
+# wasmserve exact (Pillow's pixels), fast (fastImageDecode) and by Pillow + torchvision in
+# Python, in turns on kitten.jpg and a 2400x1600 photo; then the fast mode's effect on
+# MobileNetV2's answers for the shared photos. Uses the TorchServe venv (setup.sh).
+bench-imaging: build
+	$(CARGO) bench --bench imaging
 
 # Triton's perf_analyzer on the KServe v2 tensor path of MobileNetV2 and ResNet-18 at
 # concurrency 1, 4 and 16: throughput and p99 (bench/perf_analyzer.rs; about two minutes).

@@ -37,13 +37,15 @@ fn main() {
     tch::set_num_threads(threads as i32);
     let mut model = tch::CModule::load(asset("models/mobilenet_v2_quantized.pt")).unwrap();
     model.set_eval();
-    let tensor = wasmserve_handler::vision::imagenet_transform(&kitten).unwrap();
+    let tensor =
+        wasmserve::imaging::imagenet_transform(&kitten, wasmserve::imaging::Mode::Exact).unwrap();
     let input = tch::Tensor::from_slice(&tensor.to_vec::<f32>().unwrap()).view([1, 3, 224, 224]);
     let forward = time(RUNS, || {
         let _ = std::hint::black_box(tch::no_grad(|| model.forward_ts(&[&input])).unwrap());
     });
     let native = time(RUNS, || {
-        let t = wasmserve_handler::vision::imagenet_transform(&kitten).unwrap();
+        let t = wasmserve::imaging::imagenet_transform(&kitten, wasmserve::imaging::Mode::Exact)
+            .unwrap();
         let x = tch::Tensor::from_slice(&t.to_vec::<f32>().unwrap()).view([1, 3, 224, 224]);
         let logits = tch::no_grad(|| model.forward_ts(&[x])).unwrap();
         let logits: Vec<f32> = logits.view([-1]).try_into().unwrap();

@@ -612,14 +612,16 @@ fn overhead(store: &ModelStore, kitten: &[u8]) -> (Duration, Duration, Duration,
     tch::set_num_threads(1);
     let mut model = tch::CModule::load(asset("models/mobilenet_v2_quantized.pt")).unwrap();
     model.set_eval();
-    let tensor = wasmserve_handler::vision::imagenet_transform(kitten).unwrap();
+    let tensor =
+        wasmserve::imaging::imagenet_transform(kitten, wasmserve::imaging::Mode::Exact).unwrap();
     let input = tch::Tensor::from_slice(&tensor.to_vec::<f32>().unwrap()).view([1, 3, 224, 224]);
     let labels = wasmserve_handler::output::LabelMap::from_json(
         &std::fs::read(asset("images/index_to_name.json")).unwrap(),
     )
     .unwrap();
     let native = || {
-        let t = wasmserve_handler::vision::imagenet_transform(kitten).unwrap();
+        let t = wasmserve::imaging::imagenet_transform(kitten, wasmserve::imaging::Mode::Exact)
+            .unwrap();
         let x = tch::Tensor::from_slice(&t.to_vec::<f32>().unwrap()).view([1, 3, 224, 224]);
         let logits = tch::no_grad(|| model.forward_ts(&[x])).unwrap();
         let logits: Vec<f32> = logits.view([-1]).try_into().unwrap();

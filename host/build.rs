@@ -10,7 +10,9 @@
 //! 3. Compiles `host/cpp/optimize.cpp` (TorchScript freezing and
 //!    `optimize_for_inference`, which tch does not expose) against the same libtorch,
 //!    with the flags torch-sys uses for its own C++.
-//! 4. Compiles the gRPC services in `proto/` (TorchServe's and KServe's, wire-compatible
+//! 4. Compiles `host/cpp/jpeg.c`, the C side of the JPEG decoder (`imaging::jpeg`),
+//!    against the libjpeg-turbo sources that mozjpeg-sys builds.
+//! 5. Compiles the gRPC services in `proto/` (TorchServe's and KServe's, wire-compatible
 //!    copies of their `.proto` files) into Rust with protox, a protobuf compiler in
 //!    Rust, and tonic-prost-build: no `protoc` to install.
 
@@ -56,7 +58,23 @@ fn main() {
     build_guests(&root);
     libtorch_rpath(&root);
     compile_jit_shim(&root);
+    compile_jpeg_shim(&root);
     compile_protos(&root);
+}
+
+/// `host/cpp/jpeg.c` (the JPEG decoder's setjmp and limits, see `imaging::jpeg`),
+/// against the headers of the libjpeg-turbo that mozjpeg-sys builds (`DEP_JPEG_INCLUDE`).
+fn compile_jpeg_shim(root: &Path) {
+    let source = root.join("host/cpp/jpeg.c");
+    println!("cargo:rerun-if-changed={}", source.display());
+    let mut build = cc::Build::new();
+    build.pic(true).flag_if_supported("-std=c99").file(&source);
+    if let Some(dirs) = std::env::var_os("DEP_JPEG_INCLUDE") {
+        for dir in std::env::split_paths(&dirs) {
+            build.include(dir);
+        }
+    }
+    build.compile("wasmserve_jpeg");
 }
 
 /// The services the gRPC frontend serves, from `proto/` (their imports are found there,

@@ -190,7 +190,8 @@ fn image_segmenter_against_an_independent_computation() {
     let (status, body) = json(server.post("/predictions/seg", kitten()));
     assert_eq!(status, 200);
 
-    let input = wasmserve_handler::vision::imagenet_transform(&kitten()).unwrap();
+    let input =
+        wasmserve::imaging::imagenet_transform(&kitten(), wasmserve::imaging::Mode::Exact).unwrap();
     let x = input.to_vec::<f32>().unwrap();
     let w = [1.5f32, -2.0, 3.0];
     let rows = body.as_array().unwrap();
@@ -237,7 +238,11 @@ fn object_detector_against_an_independent_computation() {
     let (status, body) = json(server.post("/predictions/det", kitten()));
     assert_eq!(status, 200, "{body}");
 
-    let input = wasmserve_handler::vision::to_tensor(&kitten()).unwrap();
+    // The SDK's to_tensor on the host's decode (the pixels the sandboxed handler gets).
+    let decoded = wasmserve::imaging::decode(&kitten(), 3).unwrap();
+    let input = decoded
+        .to_chw_tensor((0, 0), (720, 720), 1.0 / 255.0, &[0.0; 3], &[1.0; 3])
+        .unwrap();
     assert_eq!(input.shape, [1, 3, 720, 720]);
     let pixels = input.to_vec::<f32>().unwrap();
     let mean = pixels.iter().map(|&v| v as f64).sum::<f64>() / pixels.len() as f64;

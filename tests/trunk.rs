@@ -144,10 +144,11 @@ fn reference_transform(path: &std::path::Path) -> Vec<f32> {
 }
 
 #[test]
-fn the_sandboxed_transform_gives_the_sdks_tensor_bit_for_bit() {
+fn the_sandboxed_transform_gives_the_hosts_tensor_bit_for_bit() {
     // An identity model behind the probe handler: the server answers with the very
     // tensor the sandboxed preprocess (image_classifier's code, the host's decode and
-    // resize) sent to libtorch. It must equal the SDK's transform run natively here.
+    // resize) sent to libtorch. It must equal the host's transform run natively here
+    // (`imaging::imagenet_transform`, which tests/torchvision.rs holds to torchvision's).
     let store = ModelStore::new();
     let model = scripted_model(
         store.path(),
@@ -169,7 +170,10 @@ fn the_sandboxed_transform_gives_the_sdks_tensor_bit_for_bit() {
         "images/mnist/3.png",
     ] {
         let bytes = std::fs::read(asset(image)).unwrap();
-        let native = wasmserve_handler::vision::imagenet_transform(&bytes).unwrap();
+        // mnist/3.png is grey and 28x28: upsampled to 256 like any image.
+        let native =
+            wasmserve::imaging::imagenet_transform(&bytes, wasmserve::imaging::Mode::Exact)
+                .unwrap();
         let got = probed(server.post("/predictions/identity", bytes));
         assert_eq!(got.len(), 1, "{image}");
         assert_eq!(got[0].0, native.shape, "{image}");
@@ -181,7 +185,7 @@ fn the_sandboxed_transform_gives_the_sdks_tensor_bit_for_bit() {
             .count();
         assert_eq!(
             differing, 0,
-            "{image}: values that differ from the native SDK's"
+            "{image}: values that differ from the host's transform"
         );
         assert_eq!(got[0].1, native.data, "{image}");
     }
@@ -193,7 +197,8 @@ fn the_forward_in_the_server_is_libtorchs_at_the_same_thread_count() {
     // two intra-op threads they are those of libtorch run here on the same tensor with
     // the same threads, bit for bit.
     let kitten = std::fs::read(asset("images/kitten.jpg")).unwrap();
-    let tensor = wasmserve_handler::vision::imagenet_transform(&kitten).unwrap();
+    let tensor =
+        wasmserve::imaging::imagenet_transform(&kitten, wasmserve::imaging::Mode::Exact).unwrap();
     for threads in [1, 2] {
         let store = ModelStore::new();
         let server = mobilenet_server(&store, guest("tensor_probe").to_str().unwrap(), threads);
@@ -240,7 +245,29 @@ fn kitten_gets_pytorchs_top5() {
     // run here natively (the tensor and the logits themselves are compared bit for bit
     // above; this is the handler's softmax against libtorch's).
     let kitten = std::fs::read(asset("images/kitten.jpg")).unwrap();
-    let tensor = wasmserve_handler::vision::imagenet_transform(&kitten).unwrap();
+    let tensor =
+        wasmserve::imaging::imagenet_transform(&kitten, wasmserve::imaging::Mode::Exact).unwrap();
+    // That tensor is torchvision's on Pillow, bit for bit (the digest make.py recorded;
+    // tests/torchvision.rs checks every image): so the served answer is what PyTorch
+    // with Pillow, TorchServe's stack, computes at this thread count.
+    let expected: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/torchvision/expected.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let digest: String = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+        &tensor.data,
+    ))
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect();
+    assert_eq!(
+        digest, expected["images"]["images/kitten.jpg"]["tensor"],
+        "the kitten's tensor is not torchvision's"
+    );
     let native = libtorch_top5(&tensor, THREADS);
     for ((name, p), (want, q)) in answer.iter().zip(&native) {
         assert_eq!(name, want, "{answer:?} vs {native:?}");

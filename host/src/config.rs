@@ -1047,6 +1047,9 @@ pub struct ModelSettings {
     /// `jitOptimize` (default off): TorchScript's freezing or `optimize_for_inference`
     /// at load (see `model::optimize`).
     pub jit_optimize: crate::model::JitOptimize,
+    /// `fastImageDecode` (default false): the host's image decoding for this model's
+    /// handler trades Pillow's exact pixels for time (see `imaging::Mode::Fast`).
+    pub image_mode: crate::imaging::Mode,
     /// `deviceType` / `deviceIds`: where its workers run (see `core::device`).
     pub device: crate::core::device::DeviceRequest,
     /// `scaleToZero` (default false) with `scaleToZeroIdleSeconds` (default
@@ -1081,6 +1084,7 @@ impl ModelSettings {
             device: Default::default(),
             jit_optimize: Default::default(),
             scale_to_zero: None,
+            image_mode: Default::default(),
             inputs: None,
             outputs: None,
             models: Vec::new(),
@@ -1151,6 +1155,16 @@ impl ModelSettings {
                         ));
                     }
                     self.handler_memory_limit = mb << 20;
+                }
+                "fastImageDecode" => {
+                    let fast = v
+                        .as_bool()
+                        .ok_or_else(|| bad(&key, format!("in {file}: must be true or false")))?;
+                    self.image_mode = if fast {
+                        crate::imaging::Mode::Fast
+                    } else {
+                        crate::imaging::Mode::Exact
+                    };
                 }
                 "modulePerWorker" => {
                     self.module_per_worker = v

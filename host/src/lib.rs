@@ -38,6 +38,7 @@ pub mod download;
 pub mod frontend;
 pub mod fsutil;
 pub mod http;
+pub mod imaging;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -287,6 +287,7 @@ impl ModelVersion {
             context,
             max_memory: settings.handler_memory_limit,
             call_timeout: settings.response_timeout,
+            image_mode: settings.image_mode,
         };
         let placements = devices
             .iter()

@@ -36,6 +36,10 @@ const SDK_FILES: &[(&str, &str)] = &[
         include_str!("../../handlers/sdk/src/request.rs"),
     ),
     (
+        "src/resample.rs",
+        include_str!("../../handlers/sdk/src/resample.rs"),
+    ),
+    (
         "src/tensor.rs",
         include_str!("../../handlers/sdk/src/tensor.rs"),
     ),

@@ -63,6 +63,7 @@ pub mod output;
 #[cfg(feature = "pipeline")]
 pub mod pipeline;
 mod request;
+pub mod resample;
 pub mod tensor;
 #[cfg(feature = "vision")]
 pub mod vision;

@@ -4,13 +4,11 @@
 //!
 //! Sizes and offsets follow torchvision exactly: the longer side becomes
 //! `int(size * long / short)` (truncated) and the crop offset `round((dim - crop) / 2)`
-//! (Python's round, ties to even), so the tensors match PyTorch's to within the
-//! differences between JPEG decoders.
-
-#[cfg(not(target_arch = "wasm32"))]
-use fast_image_resize::images::{Image as FirImage, ImageRef};
-#[cfg(not(target_arch = "wasm32"))]
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+//! (Python's round, ties to even); resizing is Pillow's arithmetic ([`crate::resample`])
+//! and the values torchvision's `(v / 255 - mean) / std` in `f32`. In a handler the host
+//! decodes, with libjpeg-turbo as Pillow does, so that the tensors are torchvision's on
+//! Pillow bit for bit; built natively (outside wasm32) this crate decodes JPEG with the
+//! `image` crate, whose pixels differ from libjpeg-turbo's by a level here and there.
 
 use std::borrow::Cow;
 
@@ -186,8 +184,8 @@ impl Image {
         }
     }
 
-    /// [`Image::resize`] by this crate's own code (what the host runs).
-    #[cfg(not(target_arch = "wasm32"))]
+    /// [`Image::resize`] by this crate's own code, Pillow's arithmetic to the bit
+    /// ([`crate::resample`]); what the host runs for a handler's `resize`.
     pub fn resize_natively(&self, width: u32, height: u32) -> Result<Image, Error> {
         if self.width == 0 || self.height == 0 || width == 0 || height == 0 {
             return Err(Error::bad_request("cannot resize an empty image"));
@@ -195,26 +193,30 @@ impl Image {
         if (width, height) == (self.width, self.height) {
             return Ok(self.clone());
         }
-        let pixel_type = match self.channels {
-            1 => PixelType::U8,
-            3 => PixelType::U8x3,
-            n => return Err(Error::internal(format!("unsupported channel count {n}"))),
-        };
-        let src = ImageRef::new(self.width, self.height, &self.pixels, pixel_type)
-            .map_err(|e| Error::internal(format!("resize: {e}")))?;
-        let mut dst = FirImage::new(width, height, pixel_type);
-        Resizer::new()
-            .resize(
-                &src,
-                &mut dst,
-                &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
-            )
-            .map_err(|e| Error::internal(format!("resize: {e}")))?;
+        let expected = self.width as u64 * self.height as u64 * self.channels as u64;
+        if !matches!(self.channels, 1 | 3) || self.pixels.len() as u64 != expected {
+            return Err(Error::internal(format!(
+                "a {}x{} image of {} channel(s) with {} bytes cannot be resized",
+                self.width,
+                self.height,
+                self.channels,
+                self.pixels.len()
+            )));
+        }
+        let pixels = crate::resample::resize(
+            &self.pixels,
+            (
+                self.width as usize,
+                self.height as usize,
+                self.channels as usize,
+            ),
+            (width as usize, height as usize),
+        );
         Ok(Image {
             width,
             height,
             channels: self.channels,
-            pixels: dst.into_vec(),
+            pixels,
         })
     }
 
@@ -259,7 +261,10 @@ impl Image {
     }
 
     /// The CHW float32 tensor `[1, C, height, width]` of the window at `(left, top)`, each
-    /// value `(pixel * scale - mean[c]) / std[c]`.
+    /// value `(pixel * scale - mean[c]) / std[c]` computed in `f32` in that order, as
+    /// torchvision's `ToTensor()` + `Normalize(mean, std)` do. A `scale` of `1 / n` for a
+    /// whole `n` (`1.0 / 255.0`) divides by `n`, as `ToTensor()` divides by 255, so that
+    /// the values are torchvision's to the bit.
     pub fn to_chw_tensor(
         &self,
         (left, top): (u32, u32),
@@ -274,21 +279,23 @@ impl Image {
                 "mean and std need {c} values each"
             )));
         }
-        if left + width > self.width || top + height > self.height {
+        if left as u64 + width as u64 > self.width as u64
+            || top as u64 + height as u64 > self.height as u64
+        {
             return Err(Error::internal("crop window outside the image"));
         }
         let (w, h) = (width as usize, height as usize);
         let stride = self.width as usize * c;
-        let (mul, add): (Vec<f32>, Vec<f32>) = (0..c)
-            .map(|ch| (scale / std[ch], -mean[ch] / std[ch]))
-            .unzip();
+        // An 8-bit value has 256 possible results per channel: a table of them, computed
+        // with torchvision's operations, turns the pass into lookups.
+        let lut = normalise_table(scale, mean, std);
         let mut out = vec![0f32; c * h * w];
         // One pass over the window's pixels, each written to its channel's plane. The
         // slices are cut to length first, so that the loops run without bounds checks.
         for y in 0..h {
             let start = (top as usize + y) * stride + left as usize * c;
             let row = &self.pixels[start..start + w * c];
-            if let ([m0, m1, m2], [a0, a1, a2]) = (&mul[..], &add[..]) {
+            if let [l0, l1, l2] = &lut[..] {
                 let (r, rest) = out.split_at_mut(h * w);
                 let (g, b) = rest.split_at_mut(h * w);
                 let span = y * w..(y + 1) * w;
@@ -298,20 +305,40 @@ impl Image {
                     .zip(&mut g[span.clone()])
                     .zip(&mut b[span])
                 {
-                    *r = px[0] as f32 * m0 + a0;
-                    *g = px[1] as f32 * m1 + a1;
-                    *b = px[2] as f32 * m2 + a2;
+                    *r = l0[px[0] as usize];
+                    *g = l1[px[1] as usize];
+                    *b = l2[px[2] as usize];
                 }
             } else {
                 for (x, px) in row.chunks_exact(c).enumerate() {
                     for (ch, &v) in px.iter().enumerate() {
-                        out[ch * h * w + y * w + x] = v as f32 * mul[ch] + add[ch];
+                        out[ch * h * w + y * w + x] = lut[ch][v as usize];
                     }
                 }
             }
         }
         Tensor::from_slice(&[1, c as u64, height as u64, width as u64], &out)
     }
+}
+
+/// Per channel, the 256 values `(v * scale - mean) / std` in `f32`, `v * scale` being
+/// `v / n` when `scale` is `1 / n` for a whole `n` (torchvision's `ToTensor()` divides).
+pub fn normalise_table(scale: f32, mean: &[f32], std: &[f32]) -> Vec<[f32; 256]> {
+    let inv = 1.0 / scale as f64;
+    let divisor =
+        (scale > 0.0 && (inv - inv.round()).abs() < 1e-3 * inv).then(|| inv.round() as f32);
+    mean.iter()
+        .zip(std)
+        .map(|(&m, &s)| {
+            std::array::from_fn(|v| {
+                let x = match divisor {
+                    Some(d) => v as f32 / d,
+                    None => v as f32 * scale,
+                };
+                (x - m) / s
+            })
+        })
+        .collect()
 }
 
 /// torchvision's standard ImageNet transform: `Resize(256)`, `CenterCrop(224)`,
@@ -355,7 +382,8 @@ pub fn image_bytes(req: &Request) -> Result<Cow<'_, [u8]>, Error> {
 mod tests {
     use super::*;
 
-    /// The window's values, one at a time, straight from the formula.
+    /// The window's values, one at a time, as torchvision computes them: `ToTensor()`'s
+    /// division (here by 2, for a scale of 0.5), then `sub_(mean).div_(std)`, in `f32`.
     fn reference(
         img: &Image,
         (l, t): (u32, u32),
@@ -370,7 +398,7 @@ mod tests {
                 for x in 0..w as usize {
                     let v = img.pixels
                         [((t as usize + y) * img.width as usize + l as usize + x) * c + ch];
-                    out.push(v as f32 * (0.5 / std[ch]) + (-mean[ch] / std[ch]));
+                    out.push((v as f32 / 2.0 - mean[ch]) / std[ch]);
                 }
             }
         }
@@ -401,6 +429,24 @@ mod tests {
                 reference(&img, (2, 1), (4, 3), mean, std)
             );
         }
+    }
+
+    #[test]
+    fn the_imagenet_values_are_torchvisions_op_order_not_a_multiply_add() {
+        let lut = normalise_table(1.0 / 255.0, &IMAGENET_MEAN, &IMAGENET_STD);
+        let mut differs = 0;
+        for ch in 0..3 {
+            for v in 0..256 {
+                let exact = (v as f32 / 255.0 - IMAGENET_MEAN[ch]) / IMAGENET_STD[ch];
+                assert_eq!(lut[ch][v].to_bits(), exact.to_bits(), "{ch} {v}");
+                let fused = v as f32 * (1.0 / 255.0 / IMAGENET_STD[ch])
+                    - IMAGENET_MEAN[ch] / IMAGENET_STD[ch];
+                differs += (fused.to_bits() != exact.to_bits()) as u32;
+            }
+        }
+        // The old multiply-add differs in the last bit for many values: the reason for
+        // the table.
+        assert!(differs > 0);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The `image` interface: decoding and resizing on the host, natively.
+//! The `image` interface: decoding and resizing on the host, natively, with Pillow's
+//! pixels (`crate::imaging`).
 
 use super::state::HostState;
 
@@ -13,12 +14,13 @@ fn to_wit(img: wasmserve_handler::vision::Image) -> WitImage {
     }
 }
 
-/// The `image` interface: the SDK's image code, run natively on the handler's behalf.
-/// Decoding is bounded by the SDK's pixel limits, resizing by the same limit on the
-/// target size: a host call cannot be interrupted, so its work must be bounded.
+/// The `image` interface: JPEG by libjpeg-turbo as Pillow sets it up, PNG by the
+/// SDK's decoder, resizing by the SDK's Pillow resampler. Decoding is bounded by the
+/// SDK's pixel limits, resizing by the same limit on the target size: a host call cannot
+/// be interrupted, so its work must be bounded.
 impl super::bindings::image::Host for HostState {
     fn decode(&mut self, data: Vec<u8>, channels: u8) -> Result<WitImage, String> {
-        wasmserve_handler::vision::native::decode(&data, channels.into()).map(to_wit)
+        crate::imaging::decode(&data, channels.into()).map(to_wit)
     }
 
     fn resize(&mut self, img: WitImage, width: u32, height: u32) -> Result<WitImage, String> {
@@ -55,20 +57,7 @@ impl super::bindings::image::Host for HostState {
         channels: u8,
         size: u32,
     ) -> Result<WitImage, String> {
-        use wasmserve_handler::vision::MAX_SIDE;
-        if size == 0 || size > MAX_SIDE {
-            return Err(format!("cannot resize the shorter side to {size}"));
-        }
-        let img = wasmserve_handler::vision::native::decode(&data, channels.into())?;
-        let (w, h) = (img.width as u64, img.height as u64);
-        let long = (size as u64 * w.max(h) / w.min(h).max(1)).max(1);
-        if long > MAX_SIDE as u64 {
-            return Err(format!(
-                "a {w}x{h} image resized to a shorter side of {size} is too large"
-            ));
-        }
-        img.resize_shorter_side(size)
+        crate::imaging::decode_resize_shorter(&data, channels.into(), size, self.image_mode)
             .map(to_wit)
-            .map_err(|e| e.to_string())
     }
 }

@@ -68,6 +68,8 @@ pub struct Sandbox {
     pub max_memory: usize,
     /// Longest one call may run (capped at [`Limits::call_timeout`]).
     pub call_timeout: Duration,
+    /// How the `image` interface decodes for this model (`fastImageDecode`).
+    pub image_mode: crate::imaging::Mode,
 }
 
 impl Sandbox {
@@ -80,6 +82,7 @@ impl Sandbox {
             context,
             max_memory: limits.max_memory,
             call_timeout: limits.call_timeout,
+            image_mode: Default::default(),
         }
     }
 }
@@ -137,6 +140,7 @@ impl HandlerComponent {
             models: sandbox.models.clone(),
             model_calls: 0,
             request_id: String::new(),
+            image_mode: sandbox.image_mode,
         };
         let call_timeout = sandbox.call_timeout.min(self.limits.call_timeout);
         let mut store = Store::new(&self.engine, state);

@@ -34,6 +34,8 @@ pub struct HostState {
     pub(super) model_calls: u32,
     /// The id of the request the current `handle` answers, which its model calls carry.
     pub(super) request_id: String,
+    /// How the `image` interface decodes (`fastImageDecode`).
+    pub(super) image_mode: crate::imaging::Mode,
 }
 
 impl WasiView for HostState {

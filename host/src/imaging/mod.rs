@@ -1,0 +1,213 @@
+//! Images as torchvision on Pillow prepares them, computed on the host for the `image`
+//! WIT interface (and for tests and benches that need the very pixels a handler gets).
+//!
+//! - [`jpeg`]: JPEG decoding by libjpeg-turbo with Pillow's settings (C, on untrusted
+//!   bytes, bounded; see that module).
+//! - PNG: the `image` crate's decoder through the SDK (lossless, so any correct decoder
+//!   gives Pillow's pixels for 8-bit files).
+//! - Conversions as Pillow's `convert`: grey to RGB replicated, RGB to grey by ITU-R 601
+//!   in Pillow's fixed point, CMYK (Adobe's inverted convention) to RGB by Pillow's
+//!   formula.
+//! - Resizing by the SDK's [`wasmserve_handler::resample`] (Pillow's arithmetic), sizes
+//!   and crop offsets by torchvision's rules.
+//!
+//! [`Mode::Fast`] (`fastImageDecode: true` in model-config.yaml) trades exactness for
+//! time: libjpeg decodes straight to a smaller size in the DCT domain when the file is
+//! over twice the target's size (what Pillow's `draft` does, in finer steps), and the
+//! resize runs from there.
+
+pub mod jpeg;
+
+use wasmserve_handler::Tensor;
+use wasmserve_handler::vision::{IMAGENET_MEAN, IMAGENET_STD, Image, MAX_PIXELS, MAX_SIDE};
+
+/// How a model's images are decoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Pillow's pixels, bit for bit (the default).
+    #[default]
+    Exact,
+    /// DCT-domain downscaling during the JPEG decode (by M/8, to the smallest size still
+    /// at least twice the target): faster for files over twice the target's size,
+    /// pixels close to Pillow's but not equal (the same for smaller files).
+    Fast,
+}
+
+/// `bytes` (JPEG or PNG) decoded into `channels` 1 or 3, as Pillow's
+/// `Image.open(bytes).convert("L" | "RGB")`.
+pub fn decode(bytes: &[u8], channels: u32) -> Result<Image, String> {
+    decode_scaled(bytes, channels, 0)
+}
+
+/// [`decode`], a JPEG decoded at a reduced size whose shorter side is at least
+/// `min_short` when that is not 0.
+fn decode_scaled(bytes: &[u8], channels: u32, min_short: u32) -> Result<Image, String> {
+    if !matches!(channels, 1 | 3) {
+        return Err(format!(
+            "cannot decode into {channels} channels; use 1 or 3"
+        ));
+    }
+    if !jpeg::is_jpeg(bytes) {
+        let img = wasmserve_handler::vision::native::decode(bytes, 3)?;
+        return Ok(if channels == 1 { to_luma(img) } else { img });
+    }
+    let settings = jpeg::Settings {
+        channels: if channels == 1 { 0 } else { 3 },
+        min_short,
+        fast: false,
+    };
+    let d = jpeg::decode(bytes, settings)?;
+    let img = Image {
+        width: d.width,
+        height: d.height,
+        channels: d.channels,
+        pixels: d.pixels,
+    };
+    let img = if img.channels == 4 {
+        cmyk_to_rgb(img)
+    } else {
+        img
+    };
+    Ok(match (img.channels, channels) {
+        (3, 1) => to_luma(img),
+        _ => img,
+    })
+}
+
+/// Pillow's `convert("L")` of RGB: `(r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16`.
+fn to_luma(img: Image) -> Image {
+    if img.channels == 1 {
+        return img;
+    }
+    let pixels = img
+        .pixels
+        .chunks_exact(3)
+        .map(|p| {
+            ((p[0] as u32 * 19595 + p[1] as u32 * 38470 + p[2] as u32 * 7471 + 0x8000) >> 16) as u8
+        })
+        .collect();
+    Image {
+        channels: 1,
+        pixels,
+        ..img
+    }
+}
+
+/// Pillow's CMYK JPEG as RGB: the stored values inverted (rawmode `CMYK;I`, Adobe's
+/// convention), then `convert("RGB")`: `nk - c * nk / 255` with `nk = 255 - k`, in
+/// Pillow's rounding (`MULDIV255`).
+fn cmyk_to_rgb(img: Image) -> Image {
+    let muldiv255 = |a: u32, b: u32| {
+        let t = a * b + 128;
+        ((t >> 8) + t) >> 8
+    };
+    let mut pixels = Vec::with_capacity(img.pixels.len() / 4 * 3);
+    for p in img.pixels.chunks_exact(4) {
+        let (c, m, y, k) = (
+            255 - p[0] as u32,
+            255 - p[1] as u32,
+            255 - p[2] as u32,
+            255 - p[3] as u32,
+        );
+        let nk = 255 - k;
+        for v in [c, m, y] {
+            pixels.push((nk - muldiv255(v, nk)) as u8);
+        }
+    }
+    Image {
+        channels: 3,
+        pixels,
+        ..img
+    }
+}
+
+/// The shorter side libjpeg may scale a JPEG down to for a resize to `size`: none in the
+/// exact mode; twice the target in the fast one. The DCT-domain scaling is sharper than
+/// Pillow's antialiased filter, so the resize after it must still average over at least
+/// two pixels: scaled to the target itself, the shared photos' values moved by 1 to 5
+/// levels on average and the kitten's and dog.jpg's top-1 changed; at twice the target
+/// they move by under half a level and the answers stay (bench/imaging.rs tables them).
+fn min_short(mode: Mode, size: u32) -> u32 {
+    match mode {
+        Mode::Exact => 0,
+        Mode::Fast => size.saturating_mul(2),
+    }
+}
+
+/// torchvision's `Resize(size)` size for a `w` × `h` image: the shorter side `size`, the
+/// longer `int(size * long / short)`. Fails when the result is over the limits.
+pub fn shorter_side_size(w: u32, h: u32, size: u32) -> Result<(u32, u32), String> {
+    if size == 0 || size > MAX_SIDE || w == 0 || h == 0 {
+        return Err(format!(
+            "cannot resize a {w}x{h} image to a shorter side of {size}"
+        ));
+    }
+    let (short, long) = (w.min(h) as u64, w.max(h) as u64);
+    let new_long = size as u64 * long / short;
+    if new_long > MAX_SIDE as u64 || new_long * size as u64 > MAX_PIXELS {
+        return Err(format!(
+            "a {w}x{h} image resized to a shorter side of {size} is too large"
+        ));
+    }
+    Ok(if w <= h {
+        (size, new_long as u32)
+    } else {
+        (new_long as u32, size)
+    })
+}
+
+/// Decode and `Resize(size)` in one, as the `image` interface's
+/// `decode-resize-shorter`.
+pub fn decode_resize_shorter(
+    bytes: &[u8],
+    channels: u32,
+    size: u32,
+    mode: Mode,
+) -> Result<Image, String> {
+    if size == 0 || size > MAX_SIDE {
+        return Err(format!("cannot resize the shorter side to {size}"));
+    }
+    let img = decode_scaled(bytes, channels, min_short(mode, size))?;
+    let (w, h) = shorter_side_size(img.width, img.height, size)?;
+    img.resize_natively(w, h).map_err(|e| e.message)
+}
+
+/// torchvision's `CenterCrop` offsets `(left, top)` of a `crop` × `crop` window:
+/// `int(round((dim - crop) / 2.0))`, Python's round (ties to even).
+pub fn center_offsets(w: u32, h: u32, crop: u32) -> Option<(u32, u32)> {
+    let off = |dim: u32| {
+        dim.checked_sub(crop)
+            .map(|d| (d as f64 / 2.0).round_ties_even() as u32)
+    };
+    Some((off(w)?, off(h)?))
+}
+
+/// The whole ImageNet transform of the built-in `image_classifier` (`Resize(256)`,
+/// `CenterCrop(224)`, `ToTensor()`, `Normalize`) computed here: the tensor that the
+/// sandboxed handler sends to the model, bit for bit, for tests and benches. The resize
+/// computes the crop's window alone (the same pixels).
+pub fn imagenet_transform(bytes: &[u8], mode: Mode) -> Result<Tensor, String> {
+    let img = decode_scaled(bytes, 3, min_short(mode, 256))?;
+    let (w, h) = shorter_side_size(img.width, img.height, 256)?;
+    let (left, top) = center_offsets(w, h, 224).ok_or("the image is smaller than the crop")?;
+    let pixels = wasmserve_handler::resample::resize_window(
+        &img.pixels,
+        (img.width as usize, img.height as usize, 3),
+        (w as usize, h as usize),
+        (left as usize, top as usize, 224, 224),
+    );
+    let crop = Image {
+        width: 224,
+        height: 224,
+        channels: 3,
+        pixels,
+    };
+    crop.to_chw_tensor(
+        (0, 0),
+        (224, 224),
+        1.0 / 255.0,
+        &IMAGENET_MEAN,
+        &IMAGENET_STD,
+    )
+    .map_err(|e| e.message)
+}
