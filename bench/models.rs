@@ -188,6 +188,14 @@ fn main() {
         median(firsts.clone()),
         firsts.iter().cloned().fold(0.0, f64::max)
     );
+    println!(
+        "| each of the {hot} first requests, in order | {} ms |",
+        firsts
+            .iter()
+            .map(|f| format!("{f:.0}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
     println!("| the same model warm, p50 | {warm_p50:.1} ms |");
     println!("| RSS with {thousand} registered, {hot} hot | {hot_rss:.0} MiB |");
     println!("| idle CPU with {thousand} registered, {hot} hot | {hot_idle:.2} % of a core |");
