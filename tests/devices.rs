@@ -49,14 +49,10 @@ fn device_of(server: &Server, model: &str) -> String {
 }
 
 fn workers(server: &Server, model: &str) -> Vec<Value> {
-    let (status, body) = json(
-        client()
-            .get(server.mgmt(&format!("/models/{model}")))
-            .send()
-            .unwrap(),
-    );
-    assert_eq!(status, 200, "{body}");
-    body[0]["workers"].as_array().unwrap().clone()
+    server.describe(model)["workers"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn register(server: &Server, archive: &str) -> (u16, Value) {

@@ -14,17 +14,6 @@ use common::*;
 
 const COLD: &str = "scaleToZero: true\nscaleToZeroIdleSeconds: 2\n";
 
-fn describe(server: &Server, model: &str) -> serde_json::Value {
-    let (status, body) = json(
-        client()
-            .get(server.mgmt(&format!("/models/{model}")))
-            .send()
-            .unwrap(),
-    );
-    assert_eq!(status, 200, "{body}");
-    body[0].clone()
-}
-
 fn workers(d: &serde_json::Value) -> usize {
     d["workers"].as_array().unwrap().len()
 }
@@ -44,7 +33,7 @@ fn wait_for(
 ) -> bool {
     let t = Instant::now();
     while t.elapsed() < limit {
-        if f(&describe(server, model)) {
+        if f(&server.describe(model)) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -79,11 +68,11 @@ fn a_cold_version_loads_on_its_first_request_and_unloads_when_idle() {
     );
 
     // Registered cold: no worker, ready all the same.
-    let d = describe(&server, "cold");
+    let d = server.describe("cold");
     assert_eq!(workers(&d), 0, "{d}");
     assert_eq!(d["scaleToZero"]["loaded"], false, "{d}");
     assert_eq!(d["scaleToZero"]["idleSeconds"], 2, "{d}");
-    assert!(describe(&server, "warm").get("scaleToZero").is_none());
+    assert!(server.describe("warm").get("scaleToZero").is_none());
     assert_eq!(
         client().get(server.url("/ping")).send().unwrap().status(),
         200
@@ -106,7 +95,7 @@ fn a_cold_version_loads_on_its_first_request_and_unloads_when_idle() {
         "{}",
         server.log()
     );
-    let d = describe(&server, "cold");
+    let d = server.describe("cold");
     assert_eq!(workers(&d), 1, "{d}");
     assert_eq!(d["scaleToZero"]["loaded"], true, "{d}");
 
@@ -115,13 +104,13 @@ fn a_cold_version_loads_on_its_first_request_and_unloads_when_idle() {
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(700));
         assert_eq!(classify(&server, "cold"), expected);
-        assert_eq!(workers(&describe(&server, "cold")), 1);
+        assert_eq!(workers(&server.describe("cold")), 1);
     }
     assert!(
         wait_for(&server, "cold", Duration::from_secs(6), |d| workers(d) == 0
             && d["scaleToZero"]["loaded"] == false),
         "{}",
-        describe(&server, "cold")
+        server.describe("cold")
     );
     assert!(
         server
@@ -129,14 +118,14 @@ fn a_cold_version_loads_on_its_first_request_and_unloads_when_idle() {
             .contains("model cold version 1.0 scaled to zero")
     );
     assert_eq!(
-        workers(&describe(&server, "warm")),
+        workers(&server.describe("warm")),
         1,
         "the other model stays"
     );
 
     // And wakes again.
     assert_eq!(classify(&server, "cold"), expected);
-    assert_eq!(workers(&describe(&server, "cold")), 1);
+    assert_eq!(workers(&server.describe("cold")), 1);
 }
 
 #[test]
@@ -175,13 +164,13 @@ fn scaling_to_zero_workers_unloads_and_the_next_request_wakes_it() {
         "enable_model_api=true\ndefault_workers_per_model=1",
     );
     classify(&server, "cold");
-    assert_eq!(workers(&describe(&server, "cold")), 1);
+    assert_eq!(workers(&server.describe("cold")), 1);
     let resp = client()
         .put(server.mgmt("/models/cold?min_worker=0&synchronous=true"))
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let d = describe(&server, "cold");
+    let d = server.describe("cold");
     assert_eq!(
         (workers(&d), &d["scaleToZero"]["loaded"]),
         (0, &false.into()),
@@ -193,9 +182,9 @@ fn scaling_to_zero_workers_unloads_and_the_next_request_wakes_it() {
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(workers(&describe(&server, "cold")), 0);
+    assert_eq!(workers(&server.describe("cold")), 0);
     classify(&server, "cold");
-    assert_eq!(workers(&describe(&server, "cold")), 2);
+    assert_eq!(workers(&server.describe("cold")), 2);
     // Unregistering a loaded one and a cold one.
     let resp = client().delete(server.mgmt("/models/cold")).send().unwrap();
     assert_eq!(resp.status(), 200);
@@ -226,23 +215,13 @@ fn its_settings_are_checked_at_registration() {
         ),
     ];
     for (yaml, why) in refused {
-        let config = store.path().join("model-config.yaml");
-        std::fs::write(&config, yaml).unwrap();
-        let out = wasmserve(&[
-            "archive",
-            "--model-name",
+        let out = store.try_archive(
             "m",
-            "-v",
-            "1.0",
-            "--serialized-file",
-            asset("models/mobilenet_v2_quantized.pt").to_str().unwrap(),
-            "--handler",
+            &asset("models/mobilenet_v2_quantized.pt"),
             "image_classifier",
-            "--config-file",
-            config.to_str().unwrap(),
-            "--export-path",
-            store.path().to_str().unwrap(),
-        ]);
+            &[],
+            Some(yaml),
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(why), "{yaml}: {err}");
     }
@@ -267,7 +246,7 @@ fn its_settings_are_checked_at_registration() {
     mobilenet_as(&store, "lazy", Some("scaleToZero: true\n"));
     let (status, body) = register("lazy");
     assert_eq!(status, 200, "{body}");
-    let d = describe(&server, "lazy");
+    let d = server.describe("lazy");
     assert_eq!(workers(&d), 0, "{d}");
     assert_eq!(
         d["scaleToZero"]["idleSeconds"], 300,

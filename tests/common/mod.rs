@@ -76,6 +76,25 @@ impl ModelStore {
         extra: &[&Path],
         yaml: Option<&str>,
     ) -> PathBuf {
+        let out = self.try_archive(name, model, handler, extra, yaml);
+        assert!(
+            out.status.success(),
+            "archive failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.path().join(format!("{name}.mar"))
+    }
+
+    /// `wasmserve archive` as [`Self::archive_with_config`] runs it, whatever comes of
+    /// it: for tests of what it refuses.
+    pub fn try_archive(
+        &self,
+        name: &str,
+        model: &Path,
+        handler: &str,
+        extra: &[&Path],
+        yaml: Option<&str>,
+    ) -> Output {
         let mut args: Vec<String> = vec![
             "archive".into(),
             "--model-name".into(),
@@ -107,13 +126,7 @@ impl ModelStore {
             args.push(path.display().to_string());
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = wasmserve(&args);
-        assert!(
-            out.status.success(),
-            "archive failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        self.path().join(format!("{name}.mar"))
+        wasmserve(&args)
     }
 
     /// `wasmserve start` arguments that restore this store's newest snapshot: the store
@@ -462,6 +475,18 @@ impl Server {
     }
 
     /// POSTs `body` as the raw request body.
+    /// The management API's `describe` of `model`'s default version (asserts a 200).
+    pub fn describe(&self, model: &str) -> serde_json::Value {
+        let (status, body) = json(
+            client()
+                .get(self.mgmt(&format!("/models/{model}")))
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(status, 200, "{body}");
+        body[0].clone()
+    }
+
     pub fn post(&self, path: &str, body: Vec<u8>) -> reqwest::blocking::Response {
         client()
             .post(self.url(path))

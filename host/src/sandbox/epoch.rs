@@ -91,3 +91,38 @@ impl EpochTicker {
         self.wake.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parked(t: &EpochTicker) -> bool {
+        t.parked.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn sleeps_when_idle_and_a_call_wakes_it() {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let ticker = EpochTicker::start(Engine::new(&config).unwrap()).unwrap();
+        let waited = |want: bool, limit: Duration| {
+            let t = std::time::Instant::now();
+            while parked(&ticker) != want && t.elapsed() < limit {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            parked(&ticker) == want
+        };
+        assert!(waited(true, Duration::from_secs(3)), "idle, it sleeps");
+        {
+            let _call = ticker.busy();
+            assert!(waited(false, Duration::from_millis(500)), "a call wakes it");
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(!parked(&ticker), "it ticks while the call runs");
+        }
+        assert!(
+            waited(true, Duration::from_secs(3)),
+            "and sleeps again after"
+        );
+        ticker.stop();
+    }
+}
