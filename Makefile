@@ -46,11 +46,16 @@ test: build
 	$(MAKE) lint
 	$(CARGO) fmt --all -- --check
 
-# The comparison with TorchServe 0.12 (installed into the cache on first use) and the
-# native pipeline, printed and written to bench/RESULTS.md; then the criterion
-# micro-benchmark of the image_classifier handler, sandboxed against native.
+# Everything the speed section claims, each part printed and kept in bench/results/
+# (about 45 minutes on 2 cores): the comparison with TorchServe 0.12 (installed into the
+# cache on first use) and the native pipeline (bench/suite.rs), then the parts that also
+# run alone below: jitOptimize, the image path against Pillow, perf_analyzer, many
+# models; then bench/RESULTS.md assembled from them (summary table first), and the
+# criterion micro-benchmark of the image_classifier handler, sandboxed against native.
+BENCH_PARTS := suite optimize imaging perf_analyzer models
 bench: build
-	$(CARGO) bench --bench suite
+	for part in $(BENCH_PARTS); do $(CARGO) bench --bench $$part || exit 1; done
+	$(CARGO) bench --bench results
 	$(CARGO) bench --bench handler_criterion
 
 # The KServe v2 tensor path against the forward alone, and binary against JSON tensors
@@ -79,11 +84,13 @@ gpu-check:
 # (cold RSS, first-request latency), and TorchServe to the same memory.
 bench-models: build
 	$(CARGO) bench --bench models
+	$(CARGO) bench --bench results
 
 # jitOptimize (bench/optimize.rs, about three minutes): ResNet-18 and MobileNetV2 forwards
 # plain, frozen and optimize_for_inference in turns, and ResNet-18 served both ways.
 bench-optimize: build
 	$(CARGO) bench --bench optimize
+	$(CARGO) bench --bench results
 
 # The image path (bench/imaging.rs, about a minute): torchvision's ImageNet transform by
 # wasmserve exact (Pillow's pixels), fast (fastImageDecode) and by Pillow + torchvision in
@@ -91,11 +98,13 @@ bench-optimize: build
 # MobileNetV2's answers for the shared photos. Uses the TorchServe venv (setup.sh).
 bench-imaging: build
 	$(CARGO) bench --bench imaging
+	$(CARGO) bench --bench results
 
 # Triton's perf_analyzer on the KServe v2 tensor path of MobileNetV2 and ResNet-18 at
 # concurrency 1, 4 and 16: throughput and p99 (bench/perf_analyzer.rs; about two minutes).
 bench-perf-analyzer: build
 	$(CARGO) bench --bench perf_analyzer
+	$(CARGO) bench --bench results
 
 # Endurance: 20,000 kitten predictions at concurrency 64 with handler faults mixed in,
 # RSS checked (tests/soak.rs; WASMSERVE_SOAK_REQUESTS, _CONCURRENCY, _WARMUP to change).

@@ -16,6 +16,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod report;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -63,17 +64,6 @@ fn venv_python() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("bin/python")
 }
 
-fn cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -109,9 +99,14 @@ fn top(p: &[f32], k: usize) -> Vec<usize> {
 
 fn main() {
     let images = [
-        ("kitten.jpg (720x720)", common::asset("images/kitten.jpg")),
+        (
+            "kitten.jpg (720x720)",
+            "kitten",
+            common::asset("images/kitten.jpg"),
+        ),
         (
             "large_2400x1600.jpg",
+            "large",
             repo().join("tests/fixtures/torchvision/synthetic/large_2400x1600.jpg"),
         ),
     ];
@@ -139,17 +134,19 @@ fn main() {
     sandbox.image_mode = Mode::Fast;
     let mut fast_instance = component.instantiate(&sandbox).unwrap();
 
-    println!(
-        "torchvision's ImageNet transform of one JPEG, median ms of {} ({ROUNDS} rounds taking turns); {}; Pillow {pillow_version}, 1 thread",
+    let mut r = report::Report::new("imaging");
+    r.line("## The image path against Pillow (`make bench-imaging`)");
+    r.line("");
+    r.line(format!(
+        "torchvision's ImageNet transform of one JPEG, median ms of {} ({ROUNDS} rounds taking turns); Pillow {pillow_version}, 1 thread.",
         ROUNDS * PER_ROUND,
-        cpu()
+    ));
+    r.line("");
+    r.line(
+        "| image | wasmserve exact | wasmserve fast | Pillow + torchvision | exact / Pillow | fast / Pillow | image_classifier preprocess in the sandbox, exact / fast |",
     );
-    println!();
-    println!(
-        "| image | wasmserve exact | wasmserve fast | Pillow + torchvision | exact / Pillow | fast / Pillow | image_classifier preprocess in the sandbox, exact / fast |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (name, path) in &images {
+    r.line("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, key, path) in &images {
         let bytes = std::fs::read(path).unwrap();
         let request = common::body_request(bytes.clone());
         let (mut exact, mut fast, mut py, mut sb_exact, mut sb_fast) =
@@ -196,13 +193,16 @@ fn main() {
             }
         }
         let (e, f, p) = (median(exact), median(fast), median(py));
-        println!(
+        r.line(format!(
             "| {name} | {e:.2} | {f:.2} | {p:.2} | {:.2}× | {:.2}× | {:.2} / {:.2} |",
             e / p,
             f / p,
             median(sb_exact),
             median(sb_fast)
-        );
+        ));
+        r.figure(format!("{key}.exact_ms"), e);
+        r.figure(format!("{key}.fast_ms"), f);
+        r.figure(format!("{key}.pillow_ms"), p);
     }
     drop(to_py);
     let _ = pillow.wait_timeout_or_kill();
@@ -215,15 +215,15 @@ fn main() {
     tch::set_num_threads(1);
     let mut model = tch::CModule::load(common::asset("models/mobilenet_v2_quantized.pt")).unwrap();
     model.set_eval();
-    println!();
-    println!(
-        "MobileNetV2 (int8) on the shared photos, exact against fastImageDecode (libtorch, 1 thread)"
+    r.line("");
+    r.line(
+        "MobileNetV2 (int8) on the shared photos, exact against fastImageDecode (libtorch, 1 thread).",
     );
-    println!();
-    println!(
-        "| image | exact top-1 | fast top-1 | same top-3 | largest value difference (levels of 255) |"
+    r.line("");
+    r.line(
+        "| image | exact top-1 | fast top-1 | same top-3 | largest value difference (levels of 255) |",
     );
-    println!("|---|---|---|---|---:|");
+    r.line("|---|---|---|---|---:|");
     let mut shared: Vec<PathBuf> = [
         "Dog1.jpg",
         "Dog2.jpg",
@@ -257,7 +257,7 @@ fn main() {
             * 0.226;
         let (pe, pf) = (probabilities(&model, &exact), probabilities(&model, &fast));
         let (te, tf) = (top(&pe, 3), top(&pf, 3));
-        println!(
+        r.line(format!(
             "| {} | {} {:.3} | {} {:.3} | {} | {worst:.1} |",
             path.file_name().unwrap().to_string_lossy(),
             label(te[0]),
@@ -265,8 +265,10 @@ fn main() {
             label(tf[0]),
             pf[tf[0]],
             if te == tf { "yes" } else { "no" },
-        );
+        ));
     }
+    r.line("");
+    r.save();
 }
 
 trait WaitOrKill {

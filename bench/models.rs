@@ -15,6 +15,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod report;
 mod ts;
 
 use std::time::{Duration, Instant};
@@ -87,20 +88,11 @@ fn main() {
         .filter(|&s| s <= many)
         .collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_default();
-    println!("# Many models on one server\n");
-    println!(
-        "`cargo bench --bench models`, {}; {cores} cores ({cpu}). MobileNetV2 int8 with the built-in image_classifier, one worker per model; kitten.jpg at concurrency 1.\n",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
-    );
+    let mut r = report::Report::new("models");
+    r.line("## Many models on one server (`make bench-models`)\n");
+    r.line(format!(
+        "MobileNetV2 int8 with the built-in image_classifier, one worker per model; kitten.jpg at concurrency 1; {cores} cores.\n"
+    ));
 
     let store = ModelStore::new();
     store.mobilenet();
@@ -116,11 +108,11 @@ fn main() {
     let server = Server::start(store.path(), &[], "enable_model_api=true");
     let pid = server.pid();
     let mgmt = server.management.clone();
-    println!("## Always loaded: 1 to {many} models\n");
-    println!(
-        "| models | RSS MiB | registering the last one, ms | slowest registration so far, ms | idle CPU, % of a core | busy model p50 ms (others idle) |"
+    r.line(format!("### Always loaded: 1 to {many} models\n"));
+    r.line(
+        "| models | RSS MiB | registering the last one, ms | slowest registration so far, ms | idle CPU, % of a core | busy model p50 ms (others idle) |",
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    r.line("|---:|---:|---:|---:|---:|---:|");
     let (mut registered, mut slowest) = (0, Duration::ZERO);
     let mut rss_at_many = 0.0;
     for &step in &steps {
@@ -138,12 +130,18 @@ fn main() {
         }));
         let rss = vm_rss_mib(pid);
         rss_at_many = rss;
-        println!(
+        r.line(format!(
             "| {step} | {rss:.0} | {:.0} | {:.0} | {idle:.2} | {p50:.1} |",
             ms(last),
             ms(slowest)
-        );
+        ));
+        r.figure(format!("loaded.n{step}.rss_mib"), rss);
+        r.figure(format!("loaded.n{step}.last_registration_ms"), ms(last));
+        r.figure(format!("loaded.n{step}.idle_cpu_percent"), idle);
+        r.figure(format!("loaded.n{step}.busy_p50_ms"), p50);
     }
+    r.figure("loaded.models", many as f64);
+    r.figure("loaded.slowest_registration_ms", ms(slowest));
     drop(server);
 
     // 2. Models that scale to zero.
@@ -172,33 +170,54 @@ fn main() {
     let hot_rss = vm_rss_mib(pid);
     let hot_idle = idle_cpu_percent(pid, Duration::from_secs(10));
     let max_time = times.iter().cloned().fold(0.0, f64::max);
-    println!("\n## Scaling to zero: {thousand} models registered with `scaleToZero: true`\n");
-    println!("| figure | value |");
-    println!("|---|---:|");
-    println!("| RSS with no model | {idle_rss:.0} MiB |");
-    println!(
+    r.line(format!(
+        "\n### Scaling to zero: {thousand} models registered with `scaleToZero: true`\n"
+    ));
+    r.line("| figure | value |");
+    r.line("|---|---:|");
+    r.line(format!("| RSS with no model | {idle_rss:.0} MiB |"));
+    r.line(format!(
         "| registering {thousand} cold models: total / p50 / slowest | {:.1} s / {:.0} ms / {max_time:.0} ms |",
         total.as_secs_f64(),
         median(times.clone())
-    );
-    println!("| RSS with {thousand} cold | {cold_rss:.0} MiB |");
-    println!("| idle CPU with {thousand} cold | {cold_idle:.2} % of a core |");
-    println!(
+    ));
+    r.line(format!("| RSS with {thousand} cold | {cold_rss:.0} MiB |"));
+    r.line(format!(
+        "| idle CPU with {thousand} cold | {cold_idle:.2} % of a core |"
+    ));
+    r.line(format!(
         "| first request to a cold model (loads weights and worker): median / slowest of {hot} | {:.0} ms / {:.0} ms |",
         median(firsts.clone()),
         firsts.iter().cloned().fold(0.0, f64::max)
-    );
-    println!(
+    ));
+    r.line(format!(
         "| each of the {hot} first requests, in order | {} ms |",
         firsts
             .iter()
             .map(|f| format!("{f:.0}"))
             .collect::<Vec<_>>()
             .join(" / ")
+    ));
+    r.line(format!("| the same model warm, p50 | {warm_p50:.1} ms |"));
+    r.line(format!(
+        "| RSS with {thousand} registered, {hot} hot | {hot_rss:.0} MiB |"
+    ));
+    r.line(format!(
+        "| idle CPU with {thousand} registered, {hot} hot | {hot_idle:.2} % of a core |"
+    ));
+    r.figure("cold.models", thousand as f64);
+    r.figure("cold.hot", hot as f64);
+    r.figure("cold.rss_mib", cold_rss);
+    r.figure("cold.hot_rss_mib", hot_rss);
+    r.figure("cold.registration_p50_ms", median(times.clone()));
+    r.figure("cold.registration_max_ms", max_time);
+    r.figure("cold.first_request_median_ms", median(firsts.clone()));
+    r.figure(
+        "cold.first_request_max_ms",
+        firsts.iter().cloned().fold(0.0, f64::max),
     );
-    println!("| the same model warm, p50 | {warm_p50:.1} ms |");
-    println!("| RSS with {thousand} registered, {hot} hot | {hot_rss:.0} MiB |");
-    println!("| idle CPU with {thousand} registered, {hot} hot | {hot_idle:.2} % of a core |");
+    r.figure("cold.warm_p50_ms", warm_p50);
+    r.figure("cold.idle_cpu_percent", cold_idle.max(hot_idle));
     drop(server);
 
     // 3. TorchServe, as many as fit in the memory wasmserve took for `many` models.
@@ -206,20 +225,22 @@ fn main() {
     let ts_store = cache.join("ts-store");
     let torchserve = ts::TorchServe::start(&ts_store, 1, "tuned", "mobilenet.mar");
     let ts_mgmt = format!("http://127.0.0.1:{}", torchserve.port + 1);
-    println!(
-        "\n## TorchServe 0.12 (OMP_NUM_THREADS=1), one worker per model, up to the {rss_at_many:.0} MiB wasmserve used for {many} models\n"
-    );
-    println!("| models | RSS MiB (front end + workers) | registering the last one, ms |");
-    println!("|---:|---:|---:|");
+    r.line(format!(
+        "\n### TorchServe 0.12 (OMP_NUM_THREADS=1), one worker per model, up to the {rss_at_many:.0} MiB wasmserve used for {many} models\n"
+    ));
+    r.line("| models | RSS MiB (front end + workers) | registering the last one, ms |");
+    r.line("|---:|---:|---:|");
     let mut n = 1;
     let mut rss = torchserve.rss_mib();
-    println!(
+    r.line(format!(
         "| 1 | {rss:.0} | (at start, {:.1} s) |",
         torchserve.ready.as_secs_f64()
-    );
+    ));
     // Past wasmserve's memory for `many` models, on to the goal's 2 GiB.
     let budget = rss_at_many.max(2048.0);
     let mut fit_in_ours = if rss <= rss_at_many { 1 } else { 0 };
+    let mut fit_in_2g = if rss <= 2048.0 { 1 } else { 0 };
+    r.figure("torchserve.one_model_rss_mib", rss);
     let limit = Instant::now() + Duration::from_secs(if quick() { 120 } else { 900 });
     let stop = loop {
         if rss >= budget {
@@ -238,24 +259,33 @@ fn main() {
                 if rss <= rss_at_many {
                     fit_in_ours = n;
                 }
-                println!("| {n} | {rss:.0} | {:.0} |", ms(took));
+                if rss <= 2048.0 {
+                    fit_in_2g = n;
+                }
+                r.line(format!("| {n} | {rss:.0} | {:.0} |", ms(took)));
             }
             Err(e) => break format!("registration {} failed at {rss:.0} MiB: {e}", n + 1),
         }
     };
-    println!(
-        "\nTorchServe {stop}; in the {rss_at_many:.0} MiB wasmserve used for {many} models it fits {fit_in_ours}."
-    );
+    r.line(format!(
+        "\nTorchServe {stop}; in the {rss_at_many:.0} MiB wasmserve used for {many} models it \
+         fits {fit_in_ours}, in 2 GiB {fit_in_2g}."
+    ));
+    r.figure("torchserve.fit_in_wasmserve_memory", fit_in_ours as f64);
+    r.figure("torchserve.fit_in_2gib", fit_in_2g as f64);
     // Its last model answers, so that the count is of working models.
-    let resp = client()
-        .post(torchserve.url(&format!("t{:03}", n - 1)))
-        .body(kitten_jpg())
-        .send();
     if n > 1 {
-        println!(
+        let answer = client()
+            .post(torchserve.url(&format!("t{:03}", n - 1)))
+            .body(kitten_jpg())
+            .send();
+        r.line(format!(
             "Its last model answers the kitten: {}.",
-            resp.map(|r| r.status().to_string())
+            answer
+                .map(|a| a.status().to_string())
                 .unwrap_or_else(|e| e.to_string())
-        );
+        ));
     }
+    r.line("");
+    r.save();
 }

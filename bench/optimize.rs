@@ -10,6 +10,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod report;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -119,22 +120,30 @@ fn main() {
     let resnet = resnet18(dir.path());
     let mobilenet = asset("models/mobilenet_v2_quantized.pt");
     let cores = wasmserve::config::num_cores();
-    println!("forward of one [1, 3, 224, 224], medians, plain / freeze / inference in turns");
-    println!("| model | threads | plain ms | freeze ms | inference ms | inference / plain |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, file, rounds) in [
-        ("ResNet-18 fp32", &resnet, 30),
-        ("MobileNetV2 int8", &mobilenet, 100),
+    let mut r = report::Report::new("optimize");
+    r.line("## jitOptimize: a faster forward, still the user's model (`make bench-optimize`)");
+    r.line("");
+    r.line("Forward of one [1, 3, 224, 224], medians, plain / freeze / inference in turns.");
+    r.line("");
+    r.line("| model | threads | plain ms | freeze ms | inference ms | inference / plain |");
+    r.line("|---|---:|---:|---:|---:|---:|");
+    for (name, key, file, rounds) in [
+        ("ResNet-18 fp32", "resnet18", &resnet, 30),
+        ("MobileNetV2 int8", "mobilenet", &mobilenet, 100),
     ] {
         for threads in [1, cores] {
             let t = forwards(file, threads, rounds);
-            println!(
+            r.line(format!(
                 "| {name} | {threads} | {:.2} | {:.2} | {:.2} | {:.2} |",
                 ms(t[0]),
                 ms(t[1]),
                 ms(t[2]),
                 t[2].as_secs_f64() / t[0].as_secs_f64()
-            );
+            ));
+            if threads == 1 {
+                r.figure(format!("{key}.plain_ms"), ms(t[0]));
+                r.figure(format!("{key}.inference_ms"), ms(t[2]));
+            }
         }
     }
 
@@ -152,11 +161,14 @@ fn main() {
     for model in ["plain", "optimized"] {
         throughput(&server, model, 2, 2.0);
     }
-    println!(
-        "\nResNet-18 served ({cores} workers each, the server's defaults), KServe v2 binary, req/s, 3 turns of 5 s"
-    );
-    println!("| clients | plain | jitOptimize: inference | ratio |");
-    println!("|---:|---:|---:|---:|");
+    r.line("");
+    r.line(format!(
+        "ResNet-18 served ({cores} workers each, the server's defaults), KServe v2 binary, \
+         req/s, 3 turns of 5 s."
+    ));
+    r.line("");
+    r.line("| clients | plain | jitOptimize: inference | ratio |");
+    r.line("|---:|---:|---:|---:|");
     for clients in [1, 4] {
         let (mut p, mut o) = (Vec::new(), Vec::new());
         for _ in 0..3 {
@@ -164,6 +176,8 @@ fn main() {
             o.push(throughput(&server, "optimized", clients, 5.0));
         }
         let (p, o) = (p.iter().sum::<f64>() / 3.0, o.iter().sum::<f64>() / 3.0);
-        println!("| {clients} | {p:.1} | {o:.1} | {:.2} |", o / p);
+        r.line(format!("| {clients} | {p:.1} | {o:.1} | {:.2} |", o / p));
     }
+    r.line("");
+    r.save();
 }

@@ -7,6 +7,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod report;
 
 use std::process::Command;
 
@@ -78,16 +79,24 @@ fn main() {
     );
     let server = Server::start(store.path(), &["mobilenet.mar", "resnet18.mar"], "");
     let url = server.base.trim_start_matches("http://").to_string();
-    println!(
-        "perf_analyzer -i http, KServe v2, batch 1, the server's defaults ({} workers)",
+    let mut r = report::Report::new("perf_analyzer");
+    r.line("## The third-party view: Triton's perf_analyzer (`make bench-perf-analyzer`)");
+    r.line("");
+    r.line(format!(
+        "perf_analyzer -i http, KServe v2, batch 1, the server's defaults ({} workers).",
         wasmserve::config::num_cores()
-    );
-    println!("| model | concurrency | infer/s | p99 ms |");
-    println!("|---|---:|---:|---:|");
+    ));
+    r.line("");
+    r.line("| model | concurrency | infer/s | p99 ms |");
+    r.line("|---|---:|---:|---:|");
     for model in ["mobilenet", "resnet18"] {
         for c in [1, 4, 16] {
             let (throughput, p99) = measure(&url, model, c);
-            println!("| {model} | {c} | {throughput:.1} | {p99:.1} |");
+            r.line(format!("| {model} | {c} | {throughput:.1} | {p99:.1} |"));
+            r.figure(format!("{model}.rps.c{c}"), throughput);
+            r.figure(format!("{model}.p99.c{c}"), p99);
         }
     }
+    r.line("");
+    r.save();
 }

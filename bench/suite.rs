@@ -1,7 +1,7 @@
 //! `make bench`: wasmserve against the same pipeline done natively in-process, against
 //! TorchServe 0.12 on the same machine, models and load generator, and against itself
-//! with and without batching. Prints one table per question and writes them all to
-//! `bench/RESULTS.md`. Every ratio is measured within this one run.
+//! with and without batching. Prints one table per question and keeps them for
+//! `bench/RESULTS.md` (bench/report.rs). Every ratio is measured within this one run.
 //!
 //! - overhead: kitten, concurrency 1, end to end through wasmserve vs preprocess +
 //!   forward + postprocess natively in this process (same code, same thread count);
@@ -9,7 +9,8 @@
 //!   wasmserve (its defaults) and TorchServe (tuned: one thread per worker; and its
 //!   default), same number of workers (one per core), for `mobilenet_v2_quantized.pt` and a
 //!   float32 ResNet-18 with random weights (bench/torchserve/models.sh), with the ceiling
-//!   that the model's forward alone sets;
+//!   that the model's forward alone sets; the ResNet-18 also with `jitOptimize: inference`
+//!   in the same turns;
 //! - batching: the ResNet-18 at concurrency 16, `batch_size` 1 vs 8;
 //!
 //! The machines this runs on are shared: their speed drifts by a quarter from one
@@ -27,14 +28,15 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod report;
 mod ts;
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ts::{TorchServe, repo, script};
+use report::Report;
+use ts::{TorchServe, script};
 
 fn quick() -> bool {
     std::env::var_os("WASMSERVE_BENCH_QUICK").is_some()
@@ -209,6 +211,13 @@ fn models() -> Models {
         &[&labels],
         Some("batchSize: 8\nmaxBatchDelay: 20\n"),
     );
+    store.archive_with_config(
+        "resnet18opt",
+        &resnet18,
+        "image_classifier",
+        &[&labels],
+        Some("jitOptimize: inference\n"),
+    );
     Models {
         wasmserve: store,
         torchserve_store: cache.join("ts-store"),
@@ -244,49 +253,27 @@ fn wasmserve_cold_start(store: &Path, kitten: &[u8]) -> Duration {
     started.elapsed()
 }
 
-struct Report {
-    text: String,
-}
-
-impl Report {
-    fn line(&mut self, s: impl AsRef<str>) {
-        println!("{}", s.as_ref());
-        let _ = writeln!(self.text, "{}", s.as_ref());
-    }
-}
-
 fn main() {
     let cores = std::thread::available_parallelism().unwrap().get();
-    let mut r = Report {
-        text: String::new(),
-    };
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_default();
+    let mut r = Report::new("suite");
     eprintln!("== installing TorchServe (cached after the first run) and making the models");
     let venv = script("setup.sh", &[]);
     let m = models();
     let kitten_path = asset("images/kitten.jpg");
     let kitten = std::fs::read(&kitten_path).unwrap();
-    r.line("# wasmserve benchmark results");
+    r.line("## Against TorchServe and the native pipeline (`cargo bench --bench suite`)");
     r.line("");
     r.line(format!(
-        "`make bench`, {}; {cores} cores ({cpu}); TorchServe 0.12.0 in {venv}. \
-         Load generator: ApacheBench `ab -k` (bench/torchserve/load.sh), kitten.jpg, \
-         after a warm-up. Workers: one per core on both servers.",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        "{cores} cores; TorchServe 0.12.0 in {venv}. Load generator: ApacheBench `ab -k` \
+         (bench/torchserve/load.sh), kitten.jpg, after a warm-up. Workers: one per core on \
+         both servers."
     ));
     r.line("");
 
     // 1. Overhead at concurrency 1.
     eprintln!("== overhead");
     let (e2e, native, forward, parts) = overhead(&m.wasmserve, &kitten);
-    r.line("## Overhead: one kitten prediction at concurrency 1 (median of 100)");
+    r.line("### Overhead: one kitten prediction at concurrency 1 (median of 100)");
     r.line("");
     r.line("| path | ms |");
     r.line("|---|---:|");
@@ -313,29 +300,46 @@ fn main() {
         if ratio <= 1.10 { "met" } else { "not met" }
     ));
     r.line("");
+    r.figure("overhead.e2e_ms", ms(e2e));
+    r.figure("overhead.native_ms", ms(native));
+    r.figure("overhead.forward_ms", ms(forward));
+    r.figure("overhead.handler_ms", parts[1]);
+    r.figure("overhead.ratio", ratio);
 
     // 2. Throughput, and 3. batching.
-    let plan: [(&str, &str, PathBuf, [usize; 3]); 2] = [
+    // (model, label, file, requests per concurrency, the version with `jitOptimize`
+    // served beside it and measured in the same turns).
+    type Plan = (
+        &'static str,
+        &'static str,
+        PathBuf,
+        [usize; 3],
+        Option<&'static str>,
+    );
+    let plan: [Plan; 2] = [
         (
             "mobilenet",
             "mobilenet_v2_quantized.pt (int8)",
             asset("models/mobilenet_v2_quantized.pt"),
             [n(100), n(200), n(300)],
+            None,
         ),
         (
             "resnet18",
             "ResNet-18 float32, random weights",
             m.resnet18.clone(),
             [n(30), n(60), n(96)],
+            Some("resnet18opt"),
         ),
     ];
     r.line(format!(
-        "## Throughput against TorchServe ({cores} workers each)"
+        "### Throughput against TorchServe ({cores} workers each)"
     ));
     r.line("");
     r.line(format!(
         "Both servers run side by side and take turns: {ROUNDS} rounds per concurrency, \
-         wasmserve then TorchServe (tuned), each round after its own warm-up. Figures are \
+         wasmserve then TorchServe (tuned) (for ResNet-18, then wasmserve again with \
+         `jitOptimize: inference`), each round after its own warm-up. Figures are \
          the medians of the rounds; the ratio is the median of the rounds' ratios, with \
          its range. This machine shares its host: its speed drifts by up to a quarter \
          between minutes, and taking turns puts the drift on both servers alike."
@@ -344,15 +348,21 @@ fn main() {
     r.line("| model | server | c | req/s | p50 ms | p99 ms | failed |");
     r.line("|---|---|---:|---:|---:|---:|---:|");
     let mut summary: Vec<String> = Vec::new();
-    for (model, label, file, counts) in plan {
+    for (model, label, file, counts, optimized) in plan {
         eprintln!("== {model}: wasmserve and TorchServe (tuned), in turns");
         let forward = Forward::load(&file, 1);
         let mut forward_alone: Vec<Duration> = Vec::new();
-        let (ws, ts) = {
-            let server = wasmserve(m.wasmserve.path(), &[&format!("{model}.mar")], cores);
+        let (ws, ts, opt) = {
+            let archives: Vec<String> = std::iter::once(model)
+                .chain(optimized)
+                .map(|name| format!("{name}.mar"))
+                .collect();
+            let archives: Vec<&str> = archives.iter().map(String::as_str).collect();
+            let server = wasmserve(m.wasmserve.path(), &archives, cores);
             let ts =
                 TorchServe::start(&m.torchserve_store, cores, "tuned", &format!("{model}.mar"));
-            let urls = [server.url(&format!("/predictions/{model}")), ts.url(model)];
+            let mut urls = vec![server.url(&format!("/predictions/{model}")), ts.url(model)];
+            urls.extend(optimized.map(|o| server.url(&format!("/predictions/{o}"))));
             let per_c: Vec<Vec<Vec<Load>>> = [1, 4, 16]
                 .iter()
                 .zip(counts)
@@ -365,10 +375,8 @@ fn main() {
                     })
                 })
                 .collect();
-            (
-                per_c.iter().map(|s| s[0].clone()).collect::<Vec<_>>(),
-                per_c.iter().map(|s| s[1].clone()).collect::<Vec<_>>(),
-            )
+            let column = |i: usize| per_c.iter().map(|s| s[i].clone()).collect::<Vec<_>>();
+            (column(0), column(1), optimized.map(|_| column(2)))
         };
         eprintln!("== {model}: TorchServe with its default threads");
         let ts_default: Vec<Load> = {
@@ -387,14 +395,13 @@ fn main() {
                 .map(|(&c, count)| load(&url, &kitten_path, c, (count / 3).max(c).max(20)))
                 .collect()
         };
-        let rows: [(&str, Vec<Load>); 3] = [
-            ("wasmserve", ws.iter().map(|r| Load::median(r)).collect()),
-            (
-                "TorchServe (OMP_NUM_THREADS=1)",
-                ts.iter().map(|r| Load::median(r)).collect(),
-            ),
-            ("TorchServe (its default threads, one round)", ts_default),
-        ];
+        let medians = |runs: &[Vec<Load>]| runs.iter().map(|r| Load::median(r)).collect();
+        let mut rows: Vec<(&str, Vec<Load>)> = vec![("wasmserve", medians(&ws))];
+        if let Some(opt) = &opt {
+            rows.push(("wasmserve, jitOptimize: inference", medians(opt)));
+        }
+        rows.push(("TorchServe (OMP_NUM_THREADS=1)", medians(&ts)));
+        rows.push(("TorchServe (its default threads, one round)", ts_default));
         for (server, loads) in &rows {
             for (c, l) in [1, 4, 16].iter().zip(loads) {
                 r.line(format!(
@@ -410,6 +417,28 @@ fn main() {
             r.line(format!(
                 "| {label} | **wasmserve / TorchServe tuned** | {c} | **{rps}** | {p50} | {p99} | |"
             ));
+            r.figure(
+                format!("{model}.wasmserve.rps.c{c}"),
+                Load::median(&ws[i]).rps,
+            );
+            r.figure(
+                format!("{model}.torchserve.rps.c{c}"),
+                Load::median(&ts[i]).rps,
+            );
+            r.figure(format!("{model}.ratio.c{c}"), rps.median);
+            r.figure(format!("{model}.p99_ratio.c{c}"), p99.median);
+            if let Some(opt) = &opt {
+                let ratio = Ratio::of(&opt[i], &ts[i], |l| l.rps);
+                let p99 = Ratio::of(&opt[i], &ts[i], |l| l.p99);
+                r.line(format!(
+                    "| {label} | **wasmserve jitOptimize / TorchServe tuned** | {c} | **{ratio}** | | {p99} | |"
+                ));
+                r.figure(
+                    format!("{model}.optimized.rps.c{c}"),
+                    Load::median(&opt[i]).rps,
+                );
+                r.figure(format!("{model}.optimized_ratio.c{c}"), ratio.median);
+            }
             if *c == 16 {
                 // What wasmserve would reach if it added nothing to the model's forward:
                 // every worker doing forwards back to back; round by round.
@@ -431,6 +460,10 @@ fn main() {
                         .map(|(c, w)| w.rps / c)
                         .collect(),
                 );
+                let forward_ms =
+                    1e3 * median(forward_alone.iter().map(Duration::as_secs_f64).collect());
+                r.figure(format!("{model}.forward_ms"), forward_ms);
+                r.figure(format!("{model}.ceiling_share"), reached.median);
                 summary.push(format!(
                     "- {label}, c=16: **{:.2}×** TorchServe's throughput (goal ≥ 2×: {}), p99 \
                      {:.2}× TorchServe's (goal lower: {}). Ceiling: the forward alone takes \
@@ -441,7 +474,7 @@ fn main() {
                     if rps.median >= 2.0 { "met" } else { "not met" },
                     p99.median,
                     if p99.median < 1.0 { "met" } else { "not met" },
-                    1e3 * median(forward_alone.iter().map(Duration::as_secs_f64).collect()),
+                    forward_ms,
                     median(ceilings.clone()),
                     100.0 * reached.median,
                     100.0 * reached.min,
@@ -476,7 +509,7 @@ fn main() {
         });
         (runs.remove(0), runs.remove(0))
     };
-    r.line("## Batching: ResNet-18 float32 at concurrency 16");
+    r.line("### Batching: ResNet-18 float32 at concurrency 16");
     r.line("");
     r.line(format!(
         "Both versions served by one server, taking turns ({BATCH_ROUNDS} rounds, each after \
@@ -492,10 +525,9 @@ fn main() {
             l.rps, l.p50, l.p99, l.failed
         ));
     }
-    r.line(format!(
-        "\nbatch 8 / batch 1 throughput = {}\n",
-        Ratio::of(&b8, &b1, |l| l.rps)
-    ));
+    let batched = Ratio::of(&b8, &b1, |l| l.rps);
+    r.line(format!("\nbatch 8 / batch 1 throughput = {batched}\n"));
+    r.figure("batching.ratio", batched.median);
     let gain = Ratio::over(
         forward_gain
             .iter()
@@ -517,7 +549,7 @@ fn main() {
 
     // 4. Memory.
     eprintln!("== memory");
-    r.line("## Memory: RSS of the whole server, mobilenet_v2_quantized, after 20 predictions");
+    r.line("### Memory: RSS of the whole server, mobilenet_v2_quantized, after 20 predictions");
     r.line("");
     r.line("| workers | wasmserve MiB | TorchServe MiB (all processes) | ratio |");
     r.line("|---:|---:|---:|---:|");
@@ -537,6 +569,8 @@ fn main() {
             "| {workers} | {ws_rss:.0} | {ts_rss:.0} | {:.1}× smaller |",
             ts_rss / ws_rss
         ));
+        r.figure(format!("memory.w{workers}.wasmserve_mib"), ws_rss);
+        r.figure(format!("memory.w{workers}.torchserve_mib"), ts_rss);
     }
     r.line("");
 
@@ -554,13 +588,15 @@ fn main() {
         started.elapsed()
     };
     r.line(format!(
-        "## Cold start: launch to the first successful prediction, mobilenet, {cores} workers"
+        "### Cold start: launch to the first successful prediction, mobilenet, {cores} workers"
     ));
     r.line("");
     r.line("| server | s |");
     r.line("|---|---:|");
     r.line(format!("| wasmserve | {:.2} |", ws_cold.as_secs_f64()));
     r.line(format!("| TorchServe | {:.2} |", ts_cold.as_secs_f64()));
+    r.figure("cold_start.wasmserve_s", ws_cold.as_secs_f64());
+    r.figure("cold_start.torchserve_s", ts_cold.as_secs_f64());
     r.line(format!(
         "\nwasmserve starts {:.1}× faster.\n",
         ts_cold.as_secs_f64() / ws_cold.as_secs_f64()
@@ -568,14 +604,14 @@ fn main() {
 
     // 6. Handler instantiation.
     let inst = instantiation();
-    r.line("## Handler instantiation");
+    r.line("### Handler instantiation");
     r.line("");
     r.line(format!(
         "A fresh `image_classifier` instance (instantiate + init, pooling allocator): {:.1} µs (median of 200).",
         inst.as_secs_f64() * 1e6
     ));
-    std::fs::write(repo().join("bench/RESULTS.md"), &r.text).unwrap();
-    eprintln!("== written to bench/RESULTS.md");
+    r.line("");
+    r.save();
 }
 
 fn warm(url: &str, kitten: &[u8], workers: usize) {
