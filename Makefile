@@ -47,7 +47,7 @@ test: build
 	$(CARGO) fmt --all -- --check
 
 # Everything the speed section claims, each part printed and kept in bench/results/
-# (about 45 minutes on 2 cores): the comparison with TorchServe 0.12 (installed into the
+# (about 25 minutes on 2 cores): the comparison with TorchServe 0.12 (installed into the
 # cache on first use) and the native pipeline (bench/suite.rs), then the parts that also
 # run alone below: jitOptimize, the image path against Pillow, perf_analyzer, many
 # models; then bench/RESULTS.md assembled from them (summary table first), and the
