@@ -1,9 +1,10 @@
 //! `jitOptimize` (issue 19, item 4): the forward of ResNet-18 fp32 (traced here, random
 //! weights) and of the int8 MobileNetV2 of the assets, plain against frozen against
-//! `optimize_for_inference`, in this process at 1 and at all intra-op threads, taking
-//! turns so that the machine's drift falls on all three alike; then ResNet-18 served
-//! plain and with `jitOptimize: inference` side by side on one server (KServe v2 binary
-//! tensors, c=1 and c=4, in turns).
+//! `optimize_for_inference` against fused by oneDNN Graph, in this process at 1 and at
+//! all intra-op threads, taking turns so that the machine's drift falls on all four
+//! alike; then ResNet-18 served plain, with `jitOptimize: inference` and with
+//! `jitOptimize: fuse` side by side on one server (KServe v2 binary tensors, c=1 and
+//! c=4, in turns).
 //!
 //! `cargo bench --bench optimize` (`make bench-optimize`; about three minutes on 2
 //! cores).
@@ -18,10 +19,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use wasmserve::model::{JitOptimize, Model};
 
-const WAYS: [JitOptimize; 3] = [
+const WAYS: [JitOptimize; 4] = [
     JitOptimize::Off,
     JitOptimize::Freeze,
     JitOptimize::Inference,
+    JitOptimize::Fuse,
 ];
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -123,32 +125,46 @@ fn main() {
     let mut r = report::Report::new("optimize");
     r.line("## jitOptimize: a faster forward, still the user's model (`make bench-optimize`)");
     r.line("");
-    r.line("Forward of one [1, 3, 224, 224], medians, plain / freeze / inference in turns.");
+    r.line(
+        "Forward of one [1, 3, 224, 224], medians, plain / freeze / inference / fuse in \
+         turns (the fused graph after its profiling and compiling calls).",
+    );
     r.line("");
-    r.line("| model | threads | plain ms | freeze ms | inference ms | inference / plain |");
-    r.line("|---|---:|---:|---:|---:|---:|");
+    r.line(
+        "| model | threads | plain ms | freeze ms | inference ms | fuse ms | inference / plain | fuse / plain |",
+    );
+    r.line("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (name, key, file, rounds) in [
         ("ResNet-18 fp32", "resnet18", &resnet, 30),
         ("MobileNetV2 int8", "mobilenet", &mobilenet, 100),
     ] {
         for threads in [1, cores] {
             let t = forwards(file, threads, rounds);
+            let per_plain = |i: usize| t[i].as_secs_f64() / t[0].as_secs_f64();
             r.line(format!(
-                "| {name} | {threads} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                "| {name} | {threads} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
                 ms(t[0]),
                 ms(t[1]),
                 ms(t[2]),
-                t[2].as_secs_f64() / t[0].as_secs_f64()
+                ms(t[3]),
+                per_plain(2),
+                per_plain(3),
             ));
             if threads == 1 {
                 r.figure(format!("{key}.plain_ms"), ms(t[0]));
                 r.figure(format!("{key}.inference_ms"), ms(t[2]));
+                r.figure(format!("{key}.fuse_ms"), ms(t[3]));
             }
         }
     }
 
     let store = ModelStore::new();
-    for (name, jit) in [("plain", "off"), ("optimized", "inference")] {
+    let served = [
+        ("plain", "off"),
+        ("inference", "inference"),
+        ("fuse", "fuse"),
+    ];
+    for (name, jit) in served {
         store.archive_with_config(
             name,
             &resnet,
@@ -157,26 +173,38 @@ fn main() {
             Some(&format!("{MOBILENET_TENSORS}jitOptimize: {jit}\n")),
         );
     }
-    let server = Server::start(store.path(), &["plain.mar", "optimized.mar"], "");
-    for model in ["plain", "optimized"] {
+    let server = Server::start(
+        store.path(),
+        &["plain.mar", "inference.mar", "fuse.mar"],
+        "",
+    );
+    for (model, _) in served {
         throughput(&server, model, 2, 2.0);
     }
     r.line("");
     r.line(format!(
         "ResNet-18 served ({cores} workers each, the server's defaults), KServe v2 binary, \
-         req/s, 3 turns of 5 s."
+         req/s, the mean of 3 turns of 5 s."
     ));
     r.line("");
-    r.line("| clients | plain | jitOptimize: inference | ratio |");
-    r.line("|---:|---:|---:|---:|");
+    r.line("| clients | plain | jitOptimize: inference | jitOptimize: fuse | inference / plain | fuse / plain |");
+    r.line("|---:|---:|---:|---:|---:|---:|");
     for clients in [1, 4] {
-        let (mut p, mut o) = (Vec::new(), Vec::new());
+        let mut rps = vec![Vec::new(); served.len()];
         for _ in 0..3 {
-            p.push(throughput(&server, "plain", clients, 5.0));
-            o.push(throughput(&server, "optimized", clients, 5.0));
+            for (i, (model, _)) in served.iter().enumerate() {
+                rps[i].push(throughput(&server, model, clients, 5.0));
+            }
         }
-        let (p, o) = (p.iter().sum::<f64>() / 3.0, o.iter().sum::<f64>() / 3.0);
-        r.line(format!("| {clients} | {p:.1} | {o:.1} | {:.2} |", o / p));
+        let mean: Vec<f64> = rps.iter().map(|v| v.iter().sum::<f64>() / 3.0).collect();
+        r.line(format!(
+            "| {clients} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            mean[0],
+            mean[1],
+            mean[2],
+            mean[1] / mean[0],
+            mean[2] / mean[0]
+        ));
     }
     r.line("");
     r.save();

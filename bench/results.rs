@@ -102,7 +102,7 @@ fn summary(p: &Parts) -> Vec<[String; 4]> {
         );
     }
     row(
-        "ResNet-18 fp32 with `jitOptimize: inference`, req/s".into(),
+        "ResNet-18 fp32 with `jitOptimize: fuse`, req/s".into(),
         p.per_c("suite", "resnet18.optimized.rps.c{c}", f1),
         p.per_c("suite", "resnet18.torchserve.rps.c{c}", f1),
         format!(
@@ -191,19 +191,23 @@ fn summary(p: &Parts) -> Vec<[String; 4]> {
         ("resnet18", "ResNet-18 fp32"),
         ("mobilenet", "MobileNetV2 int8"),
     ] {
-        let (plain, opt) = (
-            o(&format!("{model}.plain_ms")),
-            o(&format!("{model}.inference_ms")),
-        );
+        let ms = |way: &str| o(&format!("{model}.{way}_ms"));
+        let (plain, inference, fuse) = (ms("plain"), ms("inference"), ms("fuse"));
+        let two = |v: f64| format!("{v:.2}");
         row(
-            format!("{label} forward, plain → `jitOptimize: inference`, 1 thread, ms"),
+            format!("{label} forward, plain → `jitOptimize: inference` / `fuse`, 1 thread, ms"),
             format!(
-                "{} → {}",
-                or_dash(plain, |v| format!("{v:.2}")),
-                or_dash(opt, |v| format!("{v:.2}"))
+                "{} → {} / {}",
+                or_dash(plain, two),
+                or_dash(inference, two),
+                or_dash(fuse, two)
             ),
             String::new(),
-            or_dash(opt.zip(plain).map(|(a, b)| a / b), times),
+            pair(
+                inference.zip(plain).map(|(a, b)| a / b),
+                fuse.zip(plain).map(|(a, b)| a / b),
+                times,
+            ),
         );
     }
     for (model, label) in [

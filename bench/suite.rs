@@ -9,7 +9,7 @@
 //!   wasmserve (its defaults) and TorchServe (tuned: one thread per worker; and its
 //!   default), same number of workers (one per core), for `mobilenet_v2_quantized.pt` and a
 //!   float32 ResNet-18 with random weights (bench/torchserve/models.sh), with the ceiling
-//!   that the model's forward alone sets; the ResNet-18 also with `jitOptimize: inference`
+//!   that the model's forward alone sets; the ResNet-18 also with `jitOptimize: fuse`
 //!   in the same turns;
 //! - batching: the ResNet-18 at concurrency 16, `batch_size` 1 vs 8;
 //!
@@ -216,7 +216,7 @@ fn models() -> Models {
         &resnet18,
         "image_classifier",
         &[&labels],
-        Some("jitOptimize: inference\n"),
+        Some("jitOptimize: fuse\n"),
     );
     Models {
         wasmserve: store,
@@ -339,7 +339,7 @@ fn main() {
     r.line(format!(
         "Both servers run side by side and take turns: {ROUNDS} rounds per concurrency, \
          wasmserve then TorchServe (tuned) (for ResNet-18, then wasmserve again with \
-         `jitOptimize: inference`), each round after its own warm-up. Figures are \
+         `jitOptimize: fuse`), each round after its own warm-up. Figures are \
          the medians of the rounds; the ratio is the median of the rounds' ratios, with \
          its range. This machine shares its host: its speed drifts by up to a quarter \
          between minutes, and taking turns puts the drift on both servers alike."
@@ -398,7 +398,7 @@ fn main() {
         let medians = |runs: &[Vec<Load>]| runs.iter().map(|r| Load::median(r)).collect();
         let mut rows: Vec<(&str, Vec<Load>)> = vec![("wasmserve", medians(&ws))];
         if let Some(opt) = &opt {
-            rows.push(("wasmserve, jitOptimize: inference", medians(opt)));
+            rows.push(("wasmserve, jitOptimize: fuse", medians(opt)));
         }
         rows.push(("TorchServe (OMP_NUM_THREADS=1)", medians(&ts)));
         rows.push(("TorchServe (its default threads, one round)", ts_default));

@@ -1045,7 +1045,7 @@ pub struct ModelSettings {
     /// attributes between calls (streaming models, voice-activity detectors).
     pub module_per_worker: bool,
     /// `jitOptimize` (default off): TorchScript's freezing or `optimize_for_inference`
-    /// at load (see `model::optimize`).
+    /// at load, or freezing and the oneDNN Graph fuser (`fuse`; see `model::optimize`).
     pub jit_optimize: crate::model::JitOptimize,
     /// `fastImageDecode` (default false): the host's image decoding for this model's
     /// handler trades Pillow's exact pixels for time (see `imaging::Mode::Fast`).

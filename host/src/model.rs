@@ -46,6 +46,8 @@ pub struct Model {
     device: Device,
     /// Its `forward`'s arguments, when the file says (see [`crate::schema`]).
     schema: Option<ForwardSchema>,
+    /// `jitOptimize: fuse` on the CPU: forwards run with the oneDNN fuser on.
+    fused: bool,
 }
 
 impl Model {
@@ -78,6 +80,7 @@ impl Model {
             message: torch_error("loading the model", &e),
         })?;
         module.set_eval();
+        let jit = jit.on(device);
         let module = optimize::apply(module, jit).map_err(|e| ModelError::Load {
             file,
             message: format!("jitOptimize: {jit:?} failed: {}", first_line(&e)),
@@ -86,6 +89,7 @@ impl Model {
             module,
             device,
             schema,
+            fused: jit == JitOptimize::Fuse,
         })
     }
 
@@ -168,8 +172,13 @@ impl Model {
             .enumerate()
             .map(|(i, t)| self.argument(i, t))
             .collect::<Result<_, _>>()?;
-        let out = tch::no_grad(|| self.module.forward_is(&args))
-            .map_err(|e| ModelError::Forward(torch_error("the forward", &e)))?;
+        let forward = || tch::no_grad(|| self.module.forward_is(&args));
+        let out = if self.fused {
+            optimize::with_fuser(forward)
+        } else {
+            forward()
+        }
+        .map_err(|e| ModelError::Forward(torch_error("the forward", &e)))?;
         let mut tensors = Vec::new();
         flatten(out, "", &mut tensors)?;
         if self.device != Device::Cpu {

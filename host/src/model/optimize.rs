@@ -6,6 +6,13 @@
 //! | `off` (default) | nothing: the module as saved |
 //! | `freeze` | `torch::jit::freeze`: parameters and attributes become constants, batch norms fold into the convolutions before them, dead code goes |
 //! | `inference` | `torch::jit::optimize_for_inference`: freezing, then the frozen-graph passes (on the CPU oneDNN's convolution layouts and fusions; conv-add-relu fusions) |
+//! | `fuse` | freezing, then the oneDNN Graph fuser on the CPU: once a forward has run, TorchScript's profiling executor optimizes the graph for the input shapes it saw and the fuser compiles its runs of convolutions, batch norms, adds and activations into oneDNN partitions for those shapes (weights kept in oneDNN's layout); inputs of other shapes take the unfused graph until they are profiled in turn. On a GPU, `freeze` |
+//!
+//! `fuse` is what PyTorch's `torch.jit.enable_onednn_fusion(True)` does, but for the
+//! model that asks alone: PyTorch turns the fuser on for every graph of the process;
+//! here its pass fuses only graphs optimized inside [`with_fuser`], so
+//! other models keep their graphs as they are. A fused forward's first two calls for a
+//! new input shape are slow (profiled, then compiled).
 //!
 //! The module stays the user's: the same graph, its numerics within float rounding
 //! (the tests hold fp32 outputs to 1e-4 of the plain forward). A module these passes
@@ -20,16 +27,31 @@ pub enum JitOptimize {
     Off,
     Freeze,
     Inference,
+    Fuse,
 }
 
 impl JitOptimize {
-    /// From the yaml's value: `off` (or `false`), `freeze`, `inference` (or `true`).
+    /// From the yaml's value: `off` (or `false`), `freeze`, `inference` (or `true`),
+    /// `fuse`.
     pub fn parse(value: &str) -> Result<JitOptimize, String> {
         match value {
             "off" | "false" => Ok(JitOptimize::Off),
             "freeze" => Ok(JitOptimize::Freeze),
             "inference" | "true" => Ok(JitOptimize::Inference),
-            other => Err(format!("`{other}`; it must be off, freeze or inference")),
+            "fuse" => Ok(JitOptimize::Fuse),
+            other => Err(format!(
+                "`{other}`; it must be off, freeze, inference or fuse"
+            )),
+        }
+    }
+
+    /// What it comes to on `device`: the oneDNN fuser is the CPU's, so `fuse` is
+    /// `freeze` elsewhere.
+    pub fn on(self, device: tch::Device) -> JitOptimize {
+        match (self, device) {
+            (JitOptimize::Fuse, tch::Device::Cpu) => JitOptimize::Fuse,
+            (JitOptimize::Fuse, _) => JitOptimize::Freeze,
+            (other, _) => other,
         }
     }
 }
@@ -41,6 +63,37 @@ unsafe extern "C" {
         error: *mut *mut c_char,
     ) -> *mut c_void;
     fn wasmserve_free_error(error: *mut c_char);
+    fn wasmserve_fuse_begin();
+    fn wasmserve_fuse_end();
+    fn wasmserve_last_graph_fused() -> c_int;
+}
+
+/// Runs `f` (a forward) with the fuser on for this thread (`fuse`): the fuser's pass
+/// fuses the graphs that the profiling executor optimizes on this thread meanwhile.
+pub fn with_fuser<T>(f: impl FnOnce() -> T) -> T {
+    /// Turns the flag off again, also when `f` unwinds.
+    struct Scope;
+    impl Drop for Scope {
+        fn drop(&mut self) {
+            // SAFETY: clears a thread-local flag of the shim; no other state.
+            unsafe { wasmserve_fuse_end() };
+        }
+    }
+    // SAFETY: sets a thread-local flag of the shim; no other state.
+    unsafe { wasmserve_fuse_begin() };
+    let _scope = Scope;
+    f()
+}
+
+/// Whether the graph of this thread's last forward, as the executor ran it, holds a
+/// oneDNN fusion group (`None` when this thread has run none).
+pub fn last_forward_fused() -> Option<bool> {
+    // SAFETY: reads this thread's last executed graph; no arguments.
+    match unsafe { wasmserve_last_graph_fused() } {
+        1 => Some(true),
+        0 => Some(false),
+        _ => None,
+    }
 }
 
 // tch's CModule is its one field, the `torch::jit::Module*` of tch's C API
@@ -54,6 +107,7 @@ pub fn apply(module: tch::CModule, how: JitOptimize) -> Result<tch::CModule, Str
         JitOptimize::Off => return Ok(module),
         JitOptimize::Freeze => 1,
         JitOptimize::Inference => 2,
+        JitOptimize::Fuse => 3,
     };
     // SAFETY: see the size check above: a CModule is the module pointer, which stays
     // owned by exactly one CModule at a time (rebuilt below to be dropped).
@@ -112,11 +166,23 @@ mod tests {
         traced.save(&path).unwrap();
         let plain = tch::CModule::load(&path).unwrap();
         let want = plain.forward_ts(&[&x]).unwrap();
-        for how in [JitOptimize::Freeze, JitOptimize::Inference] {
+        for how in [
+            JitOptimize::Freeze,
+            JitOptimize::Inference,
+            JitOptimize::Fuse,
+        ] {
             let m = apply(tch::CModule::load(&path).unwrap(), how).unwrap();
-            let got = tch::no_grad(|| m.forward_ts(&[&x])).unwrap();
-            let diff = (got - &want).abs().max().double_value(&[]);
-            assert!(diff < 1e-4, "{how:?}: {diff}");
+            // The third call runs the graph the executor optimized after profiling.
+            for _ in 0..3 {
+                let got = with_fuser(|| tch::no_grad(|| m.forward_ts(&[&x]))).unwrap();
+                let diff = (got - &want).abs().max().double_value(&[]);
+                assert!(diff < 1e-4, "{how:?}: {diff}");
+            }
+            assert_eq!(
+                last_forward_fused(),
+                Some(how == JitOptimize::Fuse),
+                "{how:?}"
+            );
         }
     }
 }
