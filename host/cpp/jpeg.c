@@ -28,9 +28,12 @@ typedef struct {
     /* 1: grey, 3: RGB, 4: CMYK as stored (for the caller to convert). 0: 1 or 3 as the
        file has it (4 for CMYK/YCCK files). */
     int channels;
-    /* DCT-domain scaling: 0 none; otherwise libjpeg decodes at the smallest M/8 (M in
-       1..=8) at which the shorter side is still at least min_short. */
-    uint32_t min_short;
+    /* DCT-domain scaling, by the steps libjpeg-turbo's SIMD IDCTs have (1/2, 1/4, 1/8;
+       the other M/8 run a scalar IDCT slower than the full-size SIMD one): by 1/2 when
+       the shorter side, halved, is still at least min_half (0: no scaling); further,
+       by 1/4 and then 1/8, while it is still at least min_quarter. */
+    uint32_t min_half;
+    uint32_t min_quarter;
     /* 0: libjpeg's defaults (JDCT_ISLOW, fancy upsampling), Pillow's. 1: JDCT_IFAST and
        merged upsampling, for the fast mode. */
     int fast;
@@ -164,16 +167,19 @@ int ws_jpeg_decode(const uint8_t *data, size_t len, const ws_jpeg_params *params
         /* RGB; a grey file's value replicated (what Pillow's convert("RGB") does). */
         cinfo.out_color_space = JCS_RGB;
     }
-    if (params->min_short > 0) {
+    if (params->min_half > 0) {
         uint64_t shorter = cinfo.image_width < cinfo.image_height ? cinfo.image_width
                                                                   : cinfo.image_height;
-        unsigned int m = 1;
-        /* libjpeg's scaled side is ceil(side * M / 8). */
-        while (m < 8 && (shorter * m + 7) / 8 < params->min_short) {
-            m++;
+        /* libjpeg's scaled side is ceil(side / denom). */
+        unsigned int denom = 1;
+        if ((shorter + 1) / 2 >= params->min_half) {
+            denom = 2;
+            while (denom < 8 && (shorter + 2 * denom - 1) / (2 * denom) >= params->min_quarter) {
+                denom *= 2;
+            }
         }
-        cinfo.scale_num = m;
-        cinfo.scale_denom = 8;
+        cinfo.scale_num = 1;
+        cinfo.scale_denom = denom;
     }
     if (params->fast) {
         cinfo.dct_method = JDCT_IFAST;

@@ -22,7 +22,8 @@ pub const MAX_MEMORY: u64 = 768 << 20;
 #[repr(C)]
 struct Params {
     channels: c_int,
-    min_short: u32,
+    min_half: u32,
+    min_quarter: u32,
     fast: c_int,
     max_side: u32,
     max_pixels: u64,
@@ -72,10 +73,13 @@ pub struct Settings {
     /// 1 (grey), 3 (RGB), or 0 (as the file has it: 1 or 3). A CMYK file comes back as
     /// 4 channels of CMYK, as libjpeg gives it, whatever is asked.
     pub channels: u32,
-    /// DCT-domain scaling (0: none): libjpeg decodes straight to the smallest `M / 8` of
-    /// the size (M in 1..=8) whose shorter side is still at least this, as Pillow's
-    /// `draft` does in steps of 1/2.
-    pub min_short: u32,
+    /// DCT-domain scaling (0: none), in the steps of Pillow's `draft`, which are those
+    /// libjpeg-turbo's SIMD IDCTs have (any other `M / 8` runs a scalar IDCT, slower
+    /// than decoding at full size): by 1/2 when the shorter side, halved, is still at
+    /// least this.
+    pub min_half: u32,
+    /// Further, by 1/4 and then 1/8, while the shorter side is still at least this.
+    pub min_quarter: u32,
     /// The fast IDCT (`JDCT_IFAST`) and plain upsampling: other pixels than Pillow's.
     pub fast: bool,
 }
@@ -85,7 +89,8 @@ impl Settings {
     pub fn exact(channels: u32) -> Settings {
         Settings {
             channels,
-            min_short: 0,
+            min_half: 0,
+            min_quarter: 0,
             fast: false,
         }
     }
@@ -113,7 +118,8 @@ pub fn is_jpeg(bytes: &[u8]) -> bool {
 pub fn decode(bytes: &[u8], settings: Settings) -> Result<Decoded, String> {
     let params = Params {
         channels: settings.channels as c_int,
-        min_short: settings.min_short,
+        min_half: settings.min_half,
+        min_quarter: settings.min_quarter,
         fast: settings.fast as c_int,
         max_side: MAX_SIDE,
         max_pixels: MAX_PIXELS,

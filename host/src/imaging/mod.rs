@@ -12,9 +12,10 @@
 //!   and crop offsets by torchvision's rules.
 //!
 //! [`Mode::Fast`] (`fastImageDecode: true` in model-config.yaml) trades exactness for
-//! time: libjpeg decodes straight to a smaller size in the DCT domain when the file is
-//! over twice the target's size (what Pillow's `draft` does, in finer steps), and the
-//! resize runs from there.
+//! time: libjpeg decodes straight to a half, a quarter or an eighth of the size in the
+//! DCT domain when that still leaves the resize room to average (what Pillow's `draft`
+//! does; see [`scaling`]), and the resize runs from there, to the sizes and crop that
+//! the file's own size gives.
 
 pub mod jpeg;
 
@@ -27,21 +28,26 @@ pub enum Mode {
     /// Pillow's pixels, bit for bit (the default).
     #[default]
     Exact,
-    /// DCT-domain downscaling during the JPEG decode (by M/8, to the smallest size still
-    /// at least twice the target): faster for files over twice the target's size,
-    /// pixels close to Pillow's but not equal (the same for smaller files).
+    /// DCT-domain downscaling during the JPEG decode (by 1/2, 1/4 or 1/8, see
+    /// [`scaling`]): faster for files over 8/3 of the target's size, pixels close to
+    /// Pillow's but not equal (the same for smaller files).
     Fast,
 }
 
 /// `bytes` (JPEG or PNG) decoded into `channels` 1 or 3, as Pillow's
 /// `Image.open(bytes).convert("L" | "RGB")`.
 pub fn decode(bytes: &[u8], channels: u32) -> Result<Image, String> {
-    decode_scaled(bytes, channels, 0)
+    decode_scaled(bytes, channels, Mode::Exact, 0).map(|(img, _)| img)
 }
 
-/// [`decode`], a JPEG decoded at a reduced size whose shorter side is at least
-/// `min_short` when that is not 0.
-fn decode_scaled(bytes: &[u8], channels: u32, min_short: u32) -> Result<Image, String> {
+/// [`decode`], a JPEG in the fast mode decoded at a reduced size for a resize of its
+/// shorter side to `size` ([`scaling`]); with the file's own size.
+fn decode_scaled(
+    bytes: &[u8],
+    channels: u32,
+    mode: Mode,
+    size: u32,
+) -> Result<(Image, (u32, u32)), String> {
     if !matches!(channels, 1 | 3) {
         return Err(format!(
             "cannot decode into {channels} channels; use 1 or 3"
@@ -49,14 +55,18 @@ fn decode_scaled(bytes: &[u8], channels: u32, min_short: u32) -> Result<Image, S
     }
     if !jpeg::is_jpeg(bytes) {
         let img = wasmserve_handler::vision::native::decode(bytes, 3)?;
-        return Ok(if channels == 1 { to_luma(img) } else { img });
+        let own = (img.width, img.height);
+        return Ok((if channels == 1 { to_luma(img) } else { img }, own));
     }
+    let (min_half, min_quarter) = scaling(mode, size);
     let settings = jpeg::Settings {
         channels: if channels == 1 { 0 } else { 3 },
-        min_short,
+        min_half,
+        min_quarter,
         fast: false,
     };
     let d = jpeg::decode(bytes, settings)?;
+    let own = d.source_size;
     let img = Image {
         width: d.width,
         height: d.height,
@@ -68,10 +78,11 @@ fn decode_scaled(bytes: &[u8], channels: u32, min_short: u32) -> Result<Image, S
     } else {
         img
     };
-    Ok(match (img.channels, channels) {
+    let img = match (img.channels, channels) {
         (3, 1) => to_luma(img),
         _ => img,
-    })
+    };
+    Ok((img, own))
 }
 
 /// Pillow's `convert("L")` of RGB: `(r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16`.
@@ -121,16 +132,20 @@ fn cmyk_to_rgb(img: Image) -> Image {
     }
 }
 
-/// The shorter side libjpeg may scale a JPEG down to for a resize to `size`: none in the
-/// exact mode; twice the target in the fast one. The DCT-domain scaling is sharper than
-/// Pillow's antialiased filter, so the resize after it must still average over at least
-/// two pixels: scaled to the target itself, the shared photos' values moved by 1 to 5
-/// levels on average and the kitten's and dog.jpg's top-1 changed; at twice the target
-/// they move by under half a level and the answers stay (bench/imaging.rs tables them).
-fn min_short(mode: Mode, size: u32) -> u32 {
+/// How far libjpeg may scale a JPEG down for a resize of its shorter side to `size`
+/// (`jpeg::Settings`' `min_half`, `min_quarter`): not at all in the exact mode. In the
+/// fast one, by 1/2 when that leaves at least 4/3 of the target, by 1/4 or 1/8 when
+/// that leaves at least twice the target. The DCT-domain scaling is sharper than
+/// Pillow's antialiased filter, so the resize after it must still average; measured on
+/// photos re-encoded at shorter sides from 600 to 1,600 pixels, the values of the
+/// 224-pixel crop moved by under 0.7 of a level on average from Pillow's wherever these
+/// rules scale, but by up to 1.9 levels at 1/2 leaving 1.25× the target, and up to 1.8
+/// at 1/4 leaving 1.37×. Scaling by 3/8 or 6/8 is not used: libjpeg-turbo has no SIMD
+/// IDCT for them, and a 720-pixel file decoded at 6/8 took 1.8× as long as at full size.
+fn scaling(mode: Mode, size: u32) -> (u32, u32) {
     match mode {
-        Mode::Exact => 0,
-        Mode::Fast => size.saturating_mul(2),
+        Mode::Exact => (0, 0),
+        Mode::Fast => (size.saturating_mul(4).div_ceil(3), size.saturating_mul(2)),
     }
 }
 
@@ -167,8 +182,8 @@ pub fn decode_resize_shorter(
     if size == 0 || size > MAX_SIDE {
         return Err(format!("cannot resize the shorter side to {size}"));
     }
-    let img = decode_scaled(bytes, channels, min_short(mode, size))?;
-    let (w, h) = shorter_side_size(img.width, img.height, size)?;
+    let (img, (own_w, own_h)) = decode_scaled(bytes, channels, mode, size)?;
+    let (w, h) = shorter_side_size(own_w, own_h, size)?;
     img.resize_natively(w, h).map_err(|e| e.message)
 }
 
@@ -187,8 +202,8 @@ pub fn center_offsets(w: u32, h: u32, crop: u32) -> Option<(u32, u32)> {
 /// sandboxed handler sends to the model, bit for bit, for tests and benches. The resize
 /// computes the crop's window alone (the same pixels).
 pub fn imagenet_transform(bytes: &[u8], mode: Mode) -> Result<Tensor, String> {
-    let img = decode_scaled(bytes, 3, min_short(mode, 256))?;
-    let (w, h) = shorter_side_size(img.width, img.height, 256)?;
+    let (img, (own_w, own_h)) = decode_scaled(bytes, 3, mode, 256)?;
+    let (w, h) = shorter_side_size(own_w, own_h, 256)?;
     let (left, top) = center_offsets(w, h, 224).ok_or("the image is smaller than the crop")?;
     let pixels = wasmserve_handler::resample::resize_window(
         &img.pixels,
