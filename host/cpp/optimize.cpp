@@ -12,9 +12,9 @@
 // norms, adds and activations into oneDNN partitions compiled for those shapes (their
 // weights kept in oneDNN's own layout), guarded by a check of the inputs' shapes that
 // falls back to the unfused graph. PyTorch registers it for the whole process
-// (torch.jit.enable_onednn_fusion); here the pass is registered once and fuses only
-// the graphs optimized on a thread that is inside wasmserve_fuse_begin/_end, so that a
-// model that did not ask keeps its graph as it is.
+// (torch.jit.enable_onednn_fusion); here the pass is registered once, at start, and
+// fuses only the graphs optimized on a thread that is inside wasmserve_fuse_begin/_end,
+// so that a model that did not ask keeps its graph as it is.
 //
 // Built by host/build.rs against the same libtorch as torch-sys. A module is a
 // torch::jit::Module* as tch's CModule holds it (torch_api.h: `module`).
@@ -22,7 +22,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <mutex>
 #include <torch/csrc/jit/codegen/onednn/interface.h>
 #include <torch/csrc/jit/passes/pass_manager.h>
 #include <torch/script.h>
@@ -37,20 +36,18 @@ void fuse_where_asked(std::shared_ptr<torch::jit::Graph> &graph) {
   }
 }
 
-void register_fuser() {
-  static std::once_flag once;
-  std::call_once(once, [] { torch::jit::registerPrePass(fuse_where_asked); });
-}
+// Registered while the program starts, before any thread runs a forward: the executor
+// reads the list of passes without a lock. It does nothing where no model asks.
+const bool fuser_registered = (torch::jit::registerPrePass(fuse_where_asked), true);
 
 } // namespace
 
 extern "C" {
 
 // A new module: `module` frozen (`level` 1 or 3) or frozen and optimized for inference
-// (`level` 2), in eval mode; `module` itself is left as it was. Level 3 also
-// registers the fuser's pass (see above) for the forwards run between
-// wasmserve_fuse_begin and wasmserve_fuse_end. On failure, null, and *error is a
-// malloc'ed message for wasmserve_free_error.
+// (`level` 2), in eval mode; `module` itself is left as it was (level 3 is freezing,
+// for the forwards to be run between wasmserve_fuse_begin and wasmserve_fuse_end). On
+// failure, null, and *error is a malloc'ed message for wasmserve_free_error.
 void *wasmserve_jit_optimize(void *module, int level, char **error) {
   *error = nullptr;
   try {
@@ -59,9 +56,6 @@ void *wasmserve_jit_optimize(void *module, int level, char **error) {
     copy.eval();
     torch::jit::Module out = level == 2 ? torch::jit::optimize_for_inference(copy)
                                         : torch::jit::freeze(copy);
-    if (level == 3) {
-      register_fuser();
-    }
     return new torch::jit::Module(std::move(out));
   } catch (const std::exception &e) {
     *error = strdup(e.what());
