@@ -302,13 +302,16 @@ fn kitten_gets_pytorchs_top5() {
 }
 
 #[test]
-fn stable_images_match_the_readme_within_5_percent() {
-    // The photos whose answer ../shared/assets/README.md calls stable across engines:
-    // within 5% on every CPU measured (AMD EPYC, Intel AVX-512) at 1 and at 2 threads;
-    // the server runs at a fixed count so that the figure cannot move with the cores.
+fn stable_images_get_the_readmes_label_and_libtorchs_probability() {
+    // The photos ../shared/assets/README.md calls stable across engines: their top-1 is
+    // its label on every CPU, and its probability what libtorch gives here for the same
+    // tensor at the same thread count. The README's own probabilities come from another
+    // CPU and are printed beside, not asserted: with Pillow's exact pixels an AMD EPYC
+    // (Zen 3) gives kitten_small tabby 0.735 where the README says 0.79, and PyTorch from
+    // PyPI gives the same 0.735 there (so does TorchServe).
     let store = ModelStore::new();
     let server = mobilenet_server(&store, "image_classifier", THREADS);
-    for (image, want, p) in [
+    for (image, want, readme) in [
         ("images/kitten_small.jpg", "tabby", 0.79),
         ("images/croco.jpg", "African_crocodile", 0.91),
         ("images/Dog1.jpg", "Labrador_retriever", 0.99),
@@ -316,11 +319,18 @@ fn stable_images_match_the_readme_within_5_percent() {
     ] {
         let answer = classify(&server, image);
         assert_eq!(answer[0].0, want, "{image}: {answer:?}");
+        let bytes = std::fs::read(asset(image)).unwrap();
+        let tensor =
+            wasmserve::imaging::imagenet_transform(&bytes, wasmserve::imaging::Mode::Exact)
+                .unwrap();
+        let native = libtorch_top5(&tensor, THREADS);
+        assert_eq!(native[0].0, want, "{image}: libtorch {native:?}");
+        let (p, q) = (answer[0].1, native[0].1);
         assert!(
-            (answer[0].1 - p).abs() <= 0.05 * p,
-            "{image}: {} against {p}",
-            answer[0].1
+            (p - q).abs() <= 1e-5 * q,
+            "{image}: server {p}, libtorch {q} (both at {THREADS} thread(s))"
         );
+        println!("{image}: {want} {p:.4} here, {readme} in the assets README");
     }
 }
 
