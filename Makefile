@@ -86,8 +86,9 @@ bench-models: build
 	$(CARGO) bench --bench models
 	$(CARGO) bench --bench results
 
-# jitOptimize (bench/optimize.rs, about three minutes): ResNet-18 and MobileNetV2 forwards
-# plain, frozen and optimize_for_inference in turns, and ResNet-18 served both ways.
+# jitOptimize (bench/optimize.rs, about four minutes): ResNet-18 and MobileNetV2 forwards
+# plain, frozen, optimize_for_inference and fused (oneDNN Graph) in turns, and ResNet-18
+# served plain, with inference and with fuse.
 bench-optimize: build
 	$(CARGO) bench --bench optimize
 	$(CARGO) bench --bench results
