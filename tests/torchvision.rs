@@ -61,12 +61,14 @@ fn every_step_is_torchvisions_on_pillow_bit_for_bit() {
         let resized = decoded.resize_natively(w, h).unwrap();
         let (left, top) = imaging::center_offsets(w, h, 224).unwrap();
         let crop = resized.crop(left, top, 224, 224).unwrap();
+        let window = imaging::decode_resize_center_crop(&bytes, 3, 256, 224, Mode::Exact).unwrap();
         let tensor = imaging::imagenet_transform(&bytes, Mode::Exact).unwrap();
         assert_eq!(tensor.shape, [1, 3, 224, 224]);
         for (step, got) in [
             ("decoded", sha(&decoded.pixels)),
             ("resized", sha(&resized.pixels)),
             ("crop", sha(&crop.pixels)),
+            ("crop", sha(&window.pixels)),
             ("tensor", sha(&tensor.data)),
         ] {
             if got != digest(step) {
@@ -75,6 +77,38 @@ fn every_step_is_torchvisions_on_pillow_bit_for_bit() {
         }
     }
     assert!(wrong.is_empty(), "not torchvision's: {wrong:?}");
+}
+
+#[test]
+fn one_call_crops_what_resizing_then_cropping_gives() {
+    // `decode-resize-center-crop` computes the window alone: the same pixels as the
+    // whole resize then the crop, in grey and RGB, exact and fast, at other sizes than
+    // ImageNet's; a crop larger than the resized shorter side is refused.
+    for (name, bytes, _) in cases().into_iter().step_by(3) {
+        for (channels, size, crop, mode) in [
+            (3, 256, 224, Mode::Exact),
+            (1, 256, 224, Mode::Exact),
+            (3, 300, 300, Mode::Exact),
+            (3, 64, 31, Mode::Exact),
+            (3, 256, 224, Mode::Fast),
+        ] {
+            let whole = imaging::decode_resize_shorter(&bytes, channels, size, mode).unwrap();
+            let (left, top) = imaging::center_offsets(whole.width, whole.height, crop).unwrap();
+            let want = whole.crop(left, top, crop, crop).unwrap();
+            let got =
+                imaging::decode_resize_center_crop(&bytes, channels, size, crop, mode).unwrap();
+            assert_eq!(
+                (got.width, got.height, got.channels),
+                (crop, crop, channels),
+                "{name}"
+            );
+            assert!(
+                got.pixels == want.pixels,
+                "{name}: {channels} channel(s), {size}/{crop}, {mode:?}"
+            );
+        }
+        assert!(imaging::decode_resize_center_crop(&bytes, 3, 224, 225, Mode::Exact).is_err());
+    }
 }
 
 #[test]

@@ -592,7 +592,7 @@ fn archiver_checks_its_arguments() {
     std::fs::write(&empty, b"\0asm\x0d\0\x01\0").unwrap(); // a valid component that exports nothing
     let (ok, err) = run(&[&base[..], &[model, "--handler", empty.to_str().unwrap()]].concat());
     assert!(
-        !ok && err.contains("does not fit the wasmserve:handler@0.1.2"),
+        !ok && err.contains("does not fit the wasmserve:handler@0.1.3"),
         "{err}"
     );
 

@@ -14,7 +14,7 @@
 // Build: scripts/build-js-handler.sh (componentize-js). The component's exports are the
 // three functions at the bottom, over the TorchServe-shaped class.
 
-import { log } from 'wasmserve:handler/host@0.1.2';
+import { log } from 'wasmserve:handler/host@0.1.3';
 import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
 
 const MODEL_DIR = '/model';

@@ -2,8 +2,9 @@
 //! `host/cpp/jpeg.c` for JPEG, the SDK's decoder for PNG, the conversions and the
 //! Pillow resampler, as the `image` interface runs them for a handler on untrusted bytes.
 //!
-//! The first input byte picks what is asked (`byte % 4`): 0 `decode` into RGB, 1 into
-//! grey, 2 `decode_resize_shorter(256)` exact, 3 the same fast (DCT scaling). The rest
+//! The first input byte picks what is asked (`byte % 5`): 0 `decode` into RGB, 1 into
+//! grey, 2 `decode_resize_shorter(256)` exact, 3 the same fast (DCT scaling), 4
+//! `decode_resize_center_crop(256, 224)`, fast when the byte's top bit is set. The rest
 //! is the file; inputs that do not start with a JPEG's SOI get one, so that most of the
 //! time goes into the JPEG decoder. Beyond "no crash, no sanitizer report": a success
 //! has the size it says, within the limits.
@@ -26,11 +27,17 @@ fuzz_target!(|data: &[u8]| {
     if !bytes.starts_with(&[0xFF, 0xD8]) && !bytes.starts_with(b"\x89PNG") {
         bytes.splice(0..0, [0xFF, 0xD8, 0xFF]);
     }
-    let result = match selector % 4 {
+    let mode = if selector & 0x80 != 0 {
+        imaging::Mode::Fast
+    } else {
+        imaging::Mode::Exact
+    };
+    let result = match selector % 5 {
         0 => imaging::decode(&bytes, 3),
         1 => imaging::decode(&bytes, 1),
         2 => imaging::decode_resize_shorter(&bytes, 3, 256, imaging::Mode::Exact),
-        _ => imaging::decode_resize_shorter(&bytes, 3, 256, imaging::Mode::Fast),
+        3 => imaging::decode_resize_shorter(&bytes, 3, 256, imaging::Mode::Fast),
+        _ => imaging::decode_resize_center_crop(&bytes, 3, 256, 224, mode),
     };
     if let Ok(img) = result {
         assert!(matches!(img.channels, 1 | 3));
@@ -41,8 +48,10 @@ fuzz_target!(|data: &[u8]| {
             img.pixels.len() as u64,
             img.width as u64 * img.height as u64 * img.channels as u64
         );
-        if selector % 4 >= 2 {
-            assert_eq!(img.width.min(img.height), 256);
+        match selector % 5 {
+            2 | 3 => assert_eq!(img.width.min(img.height), 256),
+            4 => assert_eq!((img.width, img.height), (224, 224)),
+            _ => {}
         }
     }
 });

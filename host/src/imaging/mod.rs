@@ -197,32 +197,56 @@ pub fn center_offsets(w: u32, h: u32, crop: u32) -> Option<(u32, u32)> {
     Some((off(w)?, off(h)?))
 }
 
-/// The whole ImageNet transform of the built-in `image_classifier` (`Resize(256)`,
-/// `CenterCrop(224)`, `ToTensor()`, `Normalize`) computed here: the tensor that the
-/// sandboxed handler sends to the model, bit for bit, for tests and benches. The resize
-/// computes the crop's window alone (the same pixels).
-pub fn imagenet_transform(bytes: &[u8], mode: Mode) -> Result<Tensor, String> {
-    let (img, (own_w, own_h)) = decode_scaled(bytes, 3, mode, 256)?;
-    let (w, h) = shorter_side_size(own_w, own_h, 256)?;
-    let (left, top) = center_offsets(w, h, 224).ok_or("the image is smaller than the crop")?;
+/// Decode, `Resize(size)` and `CenterCrop(crop)` in one, as the `image` interface's
+/// `decode-resize-center-crop`: the resize computes the crop's window alone (the same
+/// pixels as resizing the whole image, then cropping).
+pub fn decode_resize_center_crop(
+    bytes: &[u8],
+    channels: u32,
+    size: u32,
+    crop: u32,
+    mode: Mode,
+) -> Result<Image, String> {
+    if size == 0 || size > MAX_SIDE {
+        return Err(format!("cannot resize the shorter side to {size}"));
+    }
+    if crop == 0 || crop > size {
+        return Err(format!(
+            "cannot crop {crop}x{crop} from an image whose shorter side is {size}"
+        ));
+    }
+    let (img, (own_w, own_h)) = decode_scaled(bytes, channels, mode, size)?;
+    let (w, h) = shorter_side_size(own_w, own_h, size)?;
+    let (left, top) = center_offsets(w, h, crop).ok_or("the image is smaller than the crop")?;
     let pixels = wasmserve_handler::resample::resize_window(
         &img.pixels,
-        (img.width as usize, img.height as usize, 3),
+        (
+            img.width as usize,
+            img.height as usize,
+            img.channels as usize,
+        ),
         (w as usize, h as usize),
-        (left as usize, top as usize, 224, 224),
+        (left as usize, top as usize, crop as usize, crop as usize),
     );
-    let crop = Image {
-        width: 224,
-        height: 224,
-        channels: 3,
+    Ok(Image {
+        width: crop,
+        height: crop,
+        channels: img.channels,
         pixels,
-    };
-    crop.to_chw_tensor(
-        (0, 0),
-        (224, 224),
-        1.0 / 255.0,
-        &IMAGENET_MEAN,
-        &IMAGENET_STD,
-    )
-    .map_err(|e| e.message)
+    })
+}
+
+/// The whole ImageNet transform of the built-in `image_classifier` (`Resize(256)`,
+/// `CenterCrop(224)`, `ToTensor()`, `Normalize`) computed here: the tensor that the
+/// sandboxed handler sends to the model, bit for bit, for tests and benches.
+pub fn imagenet_transform(bytes: &[u8], mode: Mode) -> Result<Tensor, String> {
+    decode_resize_center_crop(bytes, 3, 256, 224, mode)?
+        .to_chw_tensor(
+            (0, 0),
+            (224, 224),
+            1.0 / 255.0,
+            &IMAGENET_MEAN,
+            &IMAGENET_STD,
+        )
+        .map_err(|e| e.message)
 }

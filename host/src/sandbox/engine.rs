@@ -63,7 +63,7 @@ pub enum RuntimeError {
     NotAComponent(String),
     /// A component, but not one of the `wasmserve:handler` worlds.
     #[error(
-        "the handler component does not fit the wasmserve:handler@0.1.2 `handler` or `pipeline` world (any 0.1.z fits): {0}; build it against wit/handler.wit (the Rust SDK handlers/sdk does this)"
+        "the handler component does not fit the wasmserve:handler@0.1.3 `handler` or `pipeline` world (any 0.1.z fits): {0}; build it against wit/handler.wit (the Rust SDK handlers/sdk does this)"
     )]
     WrongWorld(String),
     /// Instantiation failed (for instance, the instance pool is full).

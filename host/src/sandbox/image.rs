@@ -1,4 +1,4 @@
-//! The `image` interface: decoding and resizing on the host, natively, with Pillow's
+//! The `image` interface: decoding, resizing and cropping on the host, natively, with Pillow's
 //! pixels (`crate::imaging`).
 
 use super::state::HostState;
@@ -59,5 +59,22 @@ impl super::bindings::image::Host for HostState {
     ) -> Result<WitImage, String> {
         crate::imaging::decode_resize_shorter(&data, channels.into(), size, self.image_mode)
             .map(to_wit)
+    }
+
+    fn decode_resize_center_crop(
+        &mut self,
+        data: Vec<u8>,
+        channels: u8,
+        size: u32,
+        crop: u32,
+    ) -> Result<WitImage, String> {
+        crate::imaging::decode_resize_center_crop(
+            &data,
+            channels.into(),
+            size,
+            crop,
+            self.image_mode,
+        )
+        .map(to_wit)
     }
 }
