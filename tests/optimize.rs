@@ -25,11 +25,16 @@ fn resnet18(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn infer(server: &Server, model: &str) -> Vec<f32> {
+    infer_values(&server.url(""), model, &v2_input_values())
+}
+
+/// The v2 inference of `values` by `model` of the server at `base` (its inference URL).
+fn infer_values(base: &str, model: &str, values: &[f32]) -> Vec<f32> {
     let body = json!({"inputs": [{"name": "input__0", "shape": [1, 3, 224, 224],
-                                  "datatype": "FP32", "data": v2_input_values()}]});
+                                  "datatype": "FP32", "data": values}]});
     let (status, answer): (u16, Value) = json(
         client()
-            .post(server.url(&format!("/v2/models/{model}/infer")))
+            .post(format!("{base}/v2/models/{model}/infer"))
             .json(&body)
             .send()
             .unwrap(),
@@ -86,6 +91,69 @@ fn optimized_forwards_answer_as_the_plain_one() {
             }
         }
     }
+}
+
+#[test]
+fn a_fused_model_on_two_lanes_at_once_answers_as_the_plain_one() {
+    // Two workers of one fused model, two clients at once with two different inputs, a
+    // plain model served beside it: the fuser's switch is per thread, so each lane's
+    // forwards are fused and the plain model's are not, and every answer stays within
+    // 1e-4 of the plain forward's for its own input (the graph compiled for the
+    // profiled shape serves both inputs: nothing of one input is kept for the other).
+    let store = ModelStore::new();
+    let resnet = resnet18(store.path());
+    for (name, jit, workers) in [("plain", "off", 1), ("fused", "fuse", 2)] {
+        store.archive_with_config(
+            name,
+            &resnet,
+            "base_handler",
+            &[],
+            Some(&format!(
+                "{TENSORS}jitOptimize: {jit}\nminWorkers: {workers}\nmaxWorkers: {workers}\n"
+            )),
+        );
+    }
+    let server = Server::start(
+        store.path(),
+        &["plain.mar", "fused.mar"],
+        "intra_op_threads=1\n",
+    );
+    let base = server.url("");
+    let inputs = [
+        v2_input_values(),
+        v2_input_values()
+            .iter()
+            .map(|v| 0.5 - v)
+            .collect::<Vec<f32>>(),
+    ];
+    let plain: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|x| infer_values(&base, "plain", x))
+        .collect();
+    assert!(
+        worst(&plain[0], &plain[1]) > 1e-2,
+        "the inputs give the same answer"
+    );
+    std::thread::scope(|s| {
+        for client in 0..2 {
+            let (base, inputs, plain) = (&base, &inputs, &plain);
+            s.spawn(move || {
+                for call in 0..4 {
+                    let which = (client + call) % 2;
+                    let got = infer_values(base, "fused", &inputs[which]);
+                    let diff = worst(&got, &plain[which]);
+                    assert!(
+                        diff <= 1e-4,
+                        "client {client}, call {call}, input {which}: {diff} from the plain forward"
+                    );
+                    // The plain model between, on its own lane: still its own answer.
+                    let again = infer_values(base, "plain", &inputs[which]);
+                    let diff = worst(&again, &plain[which]);
+                    assert!(diff <= 1e-4, "plain, client {client}, call {call}: {diff}");
+                }
+            });
+        }
+    });
 }
 
 #[test]

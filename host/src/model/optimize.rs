@@ -146,10 +146,9 @@ mod tests {
         assert!(JitOptimize::parse("fast").is_err());
     }
 
-    /// A small conv → batch norm → relu network, traced: frozen and optimized, it
-    /// answers as the plain module does.
-    #[test]
-    fn optimized_modules_answer_as_the_plain_one() {
+    /// A small conv → batch norm → relu network, traced and saved in `dir`: its file,
+    /// an input, and the plain module's output for it.
+    fn traced_net(dir: &std::path::Path) -> (std::path::PathBuf, tch::Tensor, tch::Tensor) {
         use tch::nn;
         tch::manual_seed(1);
         let mut vs = nn::VarStore::new(tch::Device::Cpu);
@@ -161,11 +160,18 @@ mod tests {
         let traced =
             tch::CModule::create_by_tracing("Net", "forward", &[x.shallow_clone()], &mut f)
                 .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("net.pt");
+        let path = dir.join("net.pt");
         traced.save(&path).unwrap();
         let plain = tch::CModule::load(&path).unwrap();
         let want = plain.forward_ts(&[&x]).unwrap();
+        (path, x, want)
+    }
+
+    /// Frozen and optimized, the network answers as the plain module does.
+    #[test]
+    fn optimized_modules_answer_as_the_plain_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, x, want) = traced_net(dir.path());
         for how in [
             JitOptimize::Freeze,
             JitOptimize::Inference,
@@ -192,5 +198,41 @@ mod tests {
                 "{how:?}"
             );
         }
+    }
+
+    /// Two lanes at once, one forward of a fused module on one thread and one of a frozen
+    /// module on the other, in step so that their graphs are optimized at the same time:
+    /// the fuser's switch is the thread's, so the first thread's graph is fused and the
+    /// second's is not, and both answer as the plain module.
+    #[test]
+    fn the_fuser_fuses_only_the_thread_that_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, x, want) = traced_net(dir.path());
+        let step = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for how in [JitOptimize::Fuse, JitOptimize::Freeze] {
+                let (path, step) = (&path, &step);
+                let (x, want) = (x.shallow_clone(), want.shallow_clone());
+                s.spawn(move || {
+                    let m = apply(tch::CModule::load(path).unwrap(), how).unwrap();
+                    let forward = || tch::no_grad(|| m.forward_ts(&[&x])).unwrap();
+                    for _ in 0..4 {
+                        step.wait();
+                        let got = if how == JitOptimize::Fuse {
+                            with_fuser(forward)
+                        } else {
+                            forward()
+                        };
+                        let diff = (got - &want).abs().max().double_value(&[]);
+                        assert!(diff < 1e-4, "{how:?}: {diff}");
+                    }
+                    assert_eq!(
+                        last_forward_fused(),
+                        Some(how == JitOptimize::Fuse),
+                        "{how:?}"
+                    );
+                });
+            }
+        });
     }
 }
