@@ -173,12 +173,8 @@ impl Model {
             .map(|(i, t)| self.argument(i, t))
             .collect::<Result<_, _>>()?;
         let forward = || tch::no_grad(|| self.module.forward_is(&args));
-        let out = if self.fused {
-            optimize::with_fuser(forward)
-        } else {
-            forward()
-        }
-        .map_err(|e| ModelError::Forward(torch_error("the forward", &e)))?;
+        let out = optimize::run_forward(self.fused, forward)
+            .map_err(|e| ModelError::Forward(torch_error("the forward", &e)))?;
         let mut tensors = Vec::new();
         flatten(out, "", &mut tensors)?;
         if self.device != Device::Cpu {

@@ -179,12 +179,23 @@ pub fn decode_resize_shorter(
     size: u32,
     mode: Mode,
 ) -> Result<Image, String> {
+    let (img, (w, h)) = decode_for_resize(bytes, channels, size, mode)?;
+    img.resize_natively(w, h).map_err(|e| e.message)
+}
+
+/// The decoded image (scaled in the fast mode) and the size `Resize(size)` gives it,
+/// from the file's own size.
+fn decode_for_resize(
+    bytes: &[u8],
+    channels: u32,
+    size: u32,
+    mode: Mode,
+) -> Result<(Image, (u32, u32)), String> {
     if size == 0 || size > MAX_SIDE {
         return Err(format!("cannot resize the shorter side to {size}"));
     }
     let (img, (own_w, own_h)) = decode_scaled(bytes, channels, mode, size)?;
-    let (w, h) = shorter_side_size(own_w, own_h, size)?;
-    img.resize_natively(w, h).map_err(|e| e.message)
+    Ok((img, shorter_side_size(own_w, own_h, size)?))
 }
 
 /// torchvision's `CenterCrop` offsets `(left, top)` of a `crop` × `crop` window:
@@ -207,16 +218,12 @@ pub fn decode_resize_center_crop(
     crop: u32,
     mode: Mode,
 ) -> Result<Image, String> {
-    if size == 0 || size > MAX_SIDE {
-        return Err(format!("cannot resize the shorter side to {size}"));
-    }
     if crop == 0 || crop > size {
         return Err(format!(
             "cannot crop {crop}x{crop} from an image whose shorter side is {size}"
         ));
     }
-    let (img, (own_w, own_h)) = decode_scaled(bytes, channels, mode, size)?;
-    let (w, h) = shorter_side_size(own_w, own_h, size)?;
+    let (img, (w, h)) = decode_for_resize(bytes, channels, size, mode)?;
     let (left, top) = center_offsets(w, h, crop).ok_or("the image is smaller than the crop")?;
     let pixels = wasmserve_handler::resample::resize_window(
         &img.pixels,

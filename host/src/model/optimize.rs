@@ -85,6 +85,12 @@ pub fn with_fuser<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// Runs `f` (a forward) as a model with `fuse` runs it: inside [`with_fuser`] when
+/// `fuse`, as it is otherwise.
+pub fn run_forward<T>(fuse: bool, f: impl FnOnce() -> T) -> T {
+    if fuse { with_fuser(f) } else { f() }
+}
+
 /// Whether the graph of this thread's last forward, as the executor ran it, holds a
 /// oneDNN fusion group (`None` when this thread has run none).
 pub fn last_forward_fused() -> Option<bool> {
@@ -183,12 +189,7 @@ mod tests {
             let forward = || tch::no_grad(|| m.forward_ts(&[&x]));
             // The third call runs the graph the executor optimized after profiling.
             for _ in 0..3 {
-                let got = if how == JitOptimize::Fuse {
-                    with_fuser(forward)
-                } else {
-                    forward()
-                }
-                .unwrap();
+                let got = run_forward(how == JitOptimize::Fuse, forward).unwrap();
                 let diff = (got - &want).abs().max().double_value(&[]);
                 assert!(diff < 1e-4, "{how:?}: {diff}");
             }
@@ -218,11 +219,7 @@ mod tests {
                     let forward = || tch::no_grad(|| m.forward_ts(&[&x])).unwrap();
                     for _ in 0..4 {
                         step.wait();
-                        let got = if how == JitOptimize::Fuse {
-                            with_fuser(forward)
-                        } else {
-                            forward()
-                        };
+                        let got = run_forward(how == JitOptimize::Fuse, forward);
                         let diff = (got - &want).abs().max().double_value(&[]);
                         assert!(diff < 1e-4, "{how:?}: {diff}");
                     }
